@@ -1,0 +1,131 @@
+namespace MMSharp.Engine.Kernels;
+
+/// <summary>
+/// A fixed set of persistent worker threads for kernels. Work items are numbered; each item must
+/// write disjoint outputs and compute them in a fixed order, so results do not depend on which
+/// thread ran which item (run-to-run identical for a fixed thread count). The calling thread takes
+/// part. Nested calls from inside a work item run serially.
+/// Thread count: <c>MMSHARP_THREADS</c> or the processor count; settable with <see cref="Threads"/>.
+/// </summary>
+public static class Par
+{
+    static readonly object StartGate = new();
+    static Worker[] _workers = [];
+    static int _threads = DefaultThreads();
+    [ThreadStatic] static bool _inside;
+
+    // current job
+    static Action<int>? _body;
+    static int _count;
+    static int _next;
+    static int _pending;
+    static int _activeWorkers;
+    static Exception? _error;
+
+    static int DefaultThreads()
+    {
+        var env = Environment.GetEnvironmentVariable("MMSHARP_THREADS");
+        if (int.TryParse(env, out int t) && t > 0) return t;
+        return Environment.ProcessorCount;
+    }
+
+    public static int Threads
+    {
+        get => _threads;
+        set
+        {
+            if (value < 1) throw new ArgumentOutOfRangeException(nameof(value));
+            lock (StartGate) _threads = value;
+        }
+    }
+
+    sealed class Worker
+    {
+        public readonly SemaphoreSlim Wake = new(0);
+        public volatile bool Stop;
+    }
+
+    static void EnsureWorkers(int n)
+    {
+        if (_workers.Length >= n) return;
+        var list = _workers.ToList();
+        while (list.Count < n)
+        {
+            var w = new Worker();
+            var th = new Thread(() => WorkerLoop(w)) { IsBackground = true, Name = $"mmsharp-worker-{list.Count}" };
+            th.Start();
+            list.Add(w);
+        }
+        _workers = list.ToArray();
+    }
+
+    static void WorkerLoop(Worker w)
+    {
+        _inside = true;
+        while (!w.Stop)
+        {
+            w.Wake.Wait();
+            RunItems();
+            Interlocked.Decrement(ref _activeWorkers);
+        }
+    }
+
+    static void RunItems()
+    {
+        var body = _body!;
+        int n = _count;
+        while (true)
+        {
+            int i = Interlocked.Increment(ref _next) - 1;
+            if (i >= n) break;
+            try { body(i); }
+            catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
+            Interlocked.Decrement(ref _pending);
+        }
+    }
+
+    /// <summary>Runs body(0..count-1) on up to <see cref="Threads"/> threads and waits for all.</summary>
+    public static void For(int count, Action<int> body)
+    {
+        if (count <= 0) return;
+        int threads = Math.Min(_threads, count);
+        if (threads <= 1 || _inside)
+        {
+            for (int i = 0; i < count; i++) body(i);
+            return;
+        }
+        lock (StartGate)
+        {
+            EnsureWorkers(threads - 1);
+            _body = body;
+            _count = count;
+            _next = 0;
+            _error = null;
+            Volatile.Write(ref _pending, count);
+            Volatile.Write(ref _activeWorkers, threads - 1);
+            for (int w = 0; w < threads - 1; w++) _workers[w].Wake.Release();
+            _inside = true;
+            try { RunItems(); }
+            finally { _inside = false; }
+            var spin = new SpinWait();
+            // wait until every woken worker has also left RunItems, so the next job can reuse the fields
+            while (Volatile.Read(ref _pending) > 0 || Volatile.Read(ref _activeWorkers) > 0) spin.SpinOnce(-1);
+            _body = null;
+            var err = _error;
+            if (err != null) throw new AggregateException("a parallel work item failed", err);
+        }
+    }
+
+    /// <summary>Splits [0, total) into one contiguous chunk per thread (at least <paramref name="grain"/> long) and runs body(start, end).</summary>
+    public static void ForChunks(long total, long grain, Action<long, long> body)
+    {
+        if (total <= 0) return;
+        int chunks = (int)Math.Max(1, Math.Min(_threads, total / Math.Max(1, grain)));
+        if (chunks == 1) { body(0, total); return; }
+        For(chunks, c =>
+        {
+            long s = total * c / chunks, e = total * (c + 1) / chunks;
+            body(s, e);
+        });
+    }
+}
