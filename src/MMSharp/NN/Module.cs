@@ -5,7 +5,7 @@ using MMSharp.Engine.IO;
 namespace MMSharp.NN;
 
 /// <summary>
-/// A building block of a model, PyTorch style: it owns named <see cref="Parameter"/>s, <see cref="Buffer"/>s and
+/// A building block of a model, PyTorch style: it owns named <see cref="Parameter"/>s, <see cref="ModuleBuffer"/>s and
 /// child modules, registered in its constructor in definition order. Dotted names follow the nesting, so
 /// when models register children under the Hugging Face attribute names (<c>"self_attn"</c>, <c>"q_proj"</c>)
 /// the names equal the checkpoint keys: <c>language_model.model.layers.0.self_attn.q_proj.weight</c>, and
@@ -33,7 +33,7 @@ public abstract class Module : IDisposable
 {
     // One ordered table per kind; a name is unique across the three.
     readonly List<(string Name, Parameter P)> _parameters = new();
-    readonly List<(string Name, Buffer B)> _buffers = new();
+    readonly List<(string Name, ModuleBuffer B)> _buffers = new();
     readonly List<(string Name, Module M)> _children = new();
     readonly HashSet<string> _names = new(StringComparer.Ordinal);
 
@@ -71,13 +71,13 @@ public abstract class Module : IDisposable
         return p;
     }
 
-    protected Buffer RegisterBuffer(string name, Tensor value, bool persistent = true) =>
-        RegisterBuffer(name, new Buffer(value, persistent));
+    protected ModuleBuffer RegisterBuffer(string name, Tensor value, bool persistent = true) =>
+        RegisterBuffer(name, new ModuleBuffer(value, persistent));
 
-    protected Buffer RegisterBuffer(string name, int[] shape, DType dtype = DType.F32, bool persistent = true) =>
-        RegisterBuffer(name, new Buffer(shape, dtype, persistent));
+    protected ModuleBuffer RegisterBuffer(string name, int[] shape, DType dtype = DType.F32, bool persistent = true) =>
+        RegisterBuffer(name, new ModuleBuffer(shape, dtype, persistent));
 
-    protected Buffer RegisterBuffer(string name, Buffer b)
+    protected ModuleBuffer RegisterBuffer(string name, ModuleBuffer b)
     {
         ArgumentNullException.ThrowIfNull(b);
         ClaimName(name);
@@ -133,9 +133,9 @@ public abstract class Module : IDisposable
     /// <summary>Parameters the optimizer should update.</summary>
     public IEnumerable<Parameter> TrainableParameters() => Parameters().Where(p => p.RequiresGrad);
 
-    public IEnumerable<(string Name, Buffer Buffer)> NamedBuffers(string prefix = "")
+    public IEnumerable<(string Name, ModuleBuffer Buffer)> NamedBuffers(string prefix = "")
     {
-        var seen = new HashSet<Buffer>(ReferenceEqualityComparer.Instance);
+        var seen = new HashSet<ModuleBuffer>(ReferenceEqualityComparer.Instance);
         foreach (var (modName, m) in NamedModules(prefix))
             foreach (var (name, b) in m._buffers)
                 if (seen.Add(b))
@@ -245,6 +245,29 @@ public abstract class Module : IDisposable
         }
         if (n == 0) throw new ArgumentException($"{GetType().Name}: pattern '{shown}' matches no parameter");
         return n;
+    }
+
+    /// <summary>
+    /// Gives every trainable parameter a writable contiguous copy in <paramref name="dtype"/> (the fp32 master
+    /// weights an optimizer updates), leaving frozen ones as stored (BF16, memory-mapped). Call after
+    /// loading and freezing. Returns the number of parameters converted.
+    /// </summary>
+    public int PrepareTrainableParameters(DType dtype = DType.F32)
+    {
+        int n = 0;
+        foreach (var p in TrainableParameters())
+        {
+            if (p.DType == dtype && p.Data.IsContiguous && !p.Data.Storage.ReadOnly) continue;
+            p.ConvertTo(dtype);
+            n++;
+        }
+        return n;
+    }
+
+    /// <summary>Drops the gradients of every parameter.</summary>
+    public void ZeroGrad()
+    {
+        foreach (var p in Parameters()) p.ZeroGrad();
     }
 
     /// <summary>Sets training mode on this module and every descendant.</summary>

@@ -4,7 +4,7 @@ using MMSharp.Engine.Autograd;
 namespace MMSharp.NN;
 
 /// <summary>
-/// A named slot of a <see cref="Module"/> that holds one tensor: a <see cref="Parameter"/> or a <see cref="Buffer"/>.
+/// A named slot of a <see cref="Module"/> that holds one tensor: a <see cref="Parameter"/> or a <see cref="ModuleBuffer"/>.
 /// A slot may be declared (shape and dtype known) before it holds data, so a model can be built from
 /// its config with no memory and then loaded; <see cref="Data"/> throws until then.
 /// The slot owns its own reference to the tensor (<see cref="Set"/> aliases), so loading a memory-mapped
@@ -158,17 +158,17 @@ public sealed class Parameter : TensorSlot
 /// A non-learnable tensor of a <see cref="Module"/> (running statistics, fixed tables). Persistent buffers
 /// are part of the state dict; non-persistent ones (e.g. rotary <c>inv_freq</c>) are recomputed, not saved.
 /// </summary>
-public sealed class Buffer : TensorSlot
+public sealed class ModuleBuffer : TensorSlot
 {
     public bool Persistent { get; }
 
-    public Buffer(int[] shape, DType dtype = DType.F32, bool persistent = true) : base(shape, dtype)
+    public ModuleBuffer(int[] shape, DType dtype = DType.F32, bool persistent = true) : base(shape, dtype)
     {
         InitDeclared();
         Persistent = persistent;
     }
 
-    public Buffer(Tensor value, bool persistent = true) : base(value.Shape, value.DType)
+    public ModuleBuffer(Tensor value, bool persistent = true) : base(value.Shape, value.DType)
     {
         InitDeclared();
         Persistent = persistent;
