@@ -106,6 +106,43 @@ public sealed class SafeTensorsRoundTripTests : IDisposable
     }
 
     [Fact]
+    public void Write_MatchesTheReferenceImplementationBytes()
+    {
+        // safetensors' own Python test: save({"test": np.zeros((2, 2), dtype=np.int32)}) — a 60-byte header
+        // padded with 4 spaces to 64 ('@'), then 16 zero bytes.
+        byte[] expected =
+        [
+            (byte)'@', 0, 0, 0, 0, 0, 0, 0,
+            .. Encoding.ASCII.GetBytes("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}    "),
+            .. new byte[16],
+        ];
+        using var t = Tensor.FromArray(new int[4], 2, 2);
+        string path = _dir.File("reference.safetensors");
+        SafeTensorsWriter.Write(path, [new("test", t)]);
+        Assert.Equal(expected, File.ReadAllBytes(path));
+    }
+
+    [Fact]
+    public void Read_AcceptsMetadataAfterTensors_AsOtherWritersPlaceIt()
+    {
+        // A test vector of another implementation: header length 0x59, metadata last, 16 zero bytes.
+        byte[] bytes =
+        [
+            0x59, 0, 0, 0, 0, 0, 0, 0,
+            .. Encoding.ASCII.GetBytes("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]},\"__metadata__\":{\"foo\":\"bar\"}}"),
+            .. new byte[16],
+        ];
+        string path = _dir.File("vector.safetensors");
+        File.WriteAllBytes(path, bytes);
+        using var r = new SafeTensorsReader(path);
+        Assert.Equal(["test"], r.Names);
+        Assert.Equal("bar", r.Metadata["foo"]);
+        using var t = r.Get("test");
+        Assert.Equal(DType.I32, t.DType);
+        Assert.Equal([0L, 0L, 0L, 0L], t.ToLongArray());
+    }
+
+    [Fact]
     public void Get_ReturnsReadOnlyTensor_ThatRejectsWrites()
     {
         using var x = Sample(DType.F32, [4], 1);
