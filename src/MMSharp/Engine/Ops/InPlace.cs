@@ -41,7 +41,7 @@ public static unsafe partial class Ops
         CheckWritable(dst, "AddInPlace");
         if (dst.DType != DType.F32) throw new ArgumentException($"AddInPlace: destination {dst.Describe()} must be F32");
         if (!src.DType.IsFloat()) throw new ArgumentException($"AddInPlace: source {src.Describe()} must be a float tensor");
-        if (!BroadcastShape(dst.Shape, src.Shape).AsSpan().SequenceEqual(dst.Shape))
+        if (!Broadcasts(src.Shape, dst.Shape))
             throw new ArgumentException($"AddInPlace: source {src.Describe()} does not broadcast to destination {dst.Describe()}");
         using var s = Contiguous(src, DType.F32);
         float* dp = dst.F32Ptr, sp = s.F32Ptr;

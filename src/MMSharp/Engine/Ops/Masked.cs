@@ -24,13 +24,22 @@ public static unsafe partial class Ops
         if (mask.DType is not (DType.Bool or DType.U8))
             throw new ArgumentException($"{op}: mask {mask.Describe()} must be Bool (or U8)");
         if (mask.IsContiguous && mask.Shape.AsSpan().SequenceEqual(shape)) return mask.Alias();
-        long[] st;
-        try { st = BroadcastStrides(mask, shape); }
-        catch (ArgumentException) { throw new ArgumentException($"{op}: mask {mask.Describe()} does not broadcast to {Tensor.ShapeString(shape)}"); }
+        if (mask.Rank > shape.Length || !Broadcasts(mask.Shape, shape))
+            throw new ArgumentException($"{op}: mask {mask.Describe()} does not broadcast to {Tensor.ShapeString(shape)}");
+        var st = BroadcastStrides(mask, shape);
         var r = Tensor.Empty(shape, DType.Bool);
         var row = new ExpandMaskRow(mask.DataPtr, r.DataPtr);
         Strided.ForEachRow(shape, st, r.Strides, ref row);
         return r;
+    }
+
+    /// <summary>Whether <paramref name="from"/> broadcasts to exactly <paramref name="to"/>.</summary>
+    static bool Broadcasts(int[] from, int[] to)
+    {
+        if (from.Length > to.Length) return false;
+        for (int i = 1; i <= from.Length; i++)
+            if (from[^i] != to[^i] && from[^i] != 1) return false;
+        return true;
     }
 
     /// <summary>o[i] = m[i] != 0 ? a[i] : b[i] for n contiguous elements.</summary>
@@ -98,7 +107,9 @@ public static unsafe partial class Ops
     /// <remarks>Backward: da = sum-to-shape(cond ? g : 0), db = sum-to-shape(cond ? 0 : g).</remarks>
     public static Tensor Where(Tensor cond, Tensor a, Tensor b)
     {
-        var shape = BroadcastShape(BroadcastShape(cond.Shape, a.Shape), b.Shape);
+        int[] shape;
+        try { shape = BroadcastShape(BroadcastShape(cond.Shape, a.Shape), b.Shape); }
+        catch (ArgumentException e) { throw new ArgumentException($"Where: cond {cond.Describe()}, a {a.Describe()} and b {b.Describe()} do not broadcast together", e); }
         Tensor y;
         using (var m = ExpandMask(cond, shape, "Where"))
         using (var ac = Contiguous(a, DType.F32))
