@@ -239,6 +239,47 @@ public sealed class IndexingLargeTests
     }
 
     [Fact]
+    public void Pad_Large_PlacesInputAndFillsBorder()
+    {
+        const int B = 3, T = 1000, C = 97;
+        using var x = Rand(28, B, T, C);
+        x.RequiresGrad = true;
+        using var y = Ops.Pad(x, [1, 2, 0, 24], -2);
+        Assert.Equal(new[] { B, T + 24, C + 3 }, y.Shape);
+        float[] xv = x.ToFloatArray(), yv = y.ToFloatArray();
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T + 24; t++)
+                for (int c = 0; c < C + 3; c++)
+                {
+                    bool inside = t < T && c >= 1 && c <= C;
+                    Assert.Equal(inside ? xv[((long)b * T + t) * C + c - 1] : -2f, yv[((long)b * (T + 24) + t) * (C + 3) + c]);
+                }
+        using var g = Rand(29, B, T + 24, C + 3);
+        y.Backward(g);
+        float[] gv = g.ToFloatArray(), gx = x.Grad!.ToFloatArray();
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t += 3)
+                for (int c = 0; c < C; c++)
+                    Assert.Equal(gv[((long)b * (T + 24) + t) * (C + 3) + c + 1], gx[((long)b * T + t) * C + c]);
+    }
+
+    [Fact]
+    public void Where_LargeWithScalarAndBroadcastMask_SelectsEveryElement()
+    {
+        using var causal = Ops.TrilMask(300, 301);
+        using var s = Rand(30, 5, 300, 301);
+        using var y = Ops.Where(causal, s, -1e9f);
+        float[] sv = s.ToFloatArray(), yv = y.ToFloatArray();
+        for (int h = 0; h < 5; h++)
+            for (int i = 0; i < 300; i++)
+                for (int j = 0; j < 301; j++)
+                {
+                    long p = ((long)h * 300 + i) * 301 + j;
+                    Assert.Equal(j <= i ? sv[p] : -1e9f, yv[p]);
+                }
+    }
+
+    [Fact]
     public void Tril_Large_MatchesDefinition()
     {
         using var x = Rand(27, 3, 300, 301);

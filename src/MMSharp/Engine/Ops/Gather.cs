@@ -80,7 +80,7 @@ public static unsafe partial class Ops
                 throw new ArgumentException($"{op}: index {index.Describe()} is larger than {xName} {x.Describe()} in dim {i}");
     }
 
-    /// <summary>Picks elements along <paramref name="dim"/> by an index of the same rank (torch.gather).</summary>
+    /// <summary>Picks elements along <paramref name="dim"/> by an index of the same rank (torch.gather; F32 result).</summary>
     /// <remarks>
     /// For dim = 1: y[i, j, k] = x[i, index[i, j, k], k]; y has the index's shape, which may be smaller than
     /// x in every dim but dim. Backward: dx = zeros, dx[i, index[i, j, k], k] += g[i, j, k].
@@ -113,7 +113,7 @@ public static unsafe partial class Ops
     }
 
     /// <summary>Adds <paramref name="src"/> into a copy of <paramref name="x"/> at positions given along
-    /// <paramref name="dim"/> by <paramref name="index"/> (torch.scatter_add, out of place).</summary>
+    /// <paramref name="dim"/> by <paramref name="index"/> (torch.scatter_add, out of place; F32 result).</summary>
     /// <remarks>
     /// For dim = 0: y = x.clone(); y[index[i][j]][j] += src[i][j]. index has x's rank and is no larger than src
     /// in any dim and no larger than x outside dim; duplicates accumulate in index order.

@@ -9,11 +9,13 @@ public static unsafe partial class Ops
 {
     struct ExpandMaskRow(byte* src, byte* dst) : IRowOp2
     {
+        // bytes are copied raw: every consumer treats nonzero as true
         public void Row(long so, long d_o, int n, long si, long di)
         {
             byte* s = src + so, d = dst + d_o;
-            if (si == 0) new Span<byte>(d, n).Fill(s[0] != 0 ? (byte)1 : (byte)0);
-            else for (int i = 0; i < n; i++) d[i] = s[i * si] != 0 ? (byte)1 : (byte)0;
+            if (si == 0) new Span<byte>(d, n).Fill(s[0]);
+            else if (si == 1) Rows.Copy(s, d, n);
+            else for (int i = 0; i < n; i++) d[i] = s[i * si];
         }
     }
 
@@ -42,29 +44,38 @@ public static unsafe partial class Ops
         return true;
     }
 
-    /// <summary>o[i] = m[i] != 0 ? a[i] : b[i] for n contiguous elements.</summary>
-    static void SelectRow(byte* m, float* a, float* b, float* o, long n)
+    /// <summary>o[i] = m[i] != 0 ? a[i * ai] : b[i * bi] for n contiguous outputs, with ai, bi in {0, 1}
+    /// (0: a scalar operand).</summary>
+    static void SelectRow(byte* m, float* a, long ai, float* b, long bi, float* o, long n)
     {
         long i = 0;
         if (Avx512F.IsSupported)
         {
+            var sa = Vector512.Create(a[0]);
+            var sb = Vector512.Create(b[0]);
             for (; i + 16 <= n; i += 16)
             {
                 var mv = Avx512F.ConvertToVector512Int32(Vector128.Load(m + i));
-                var sel = Vector512.Equals(mv, Vector512<int>.Zero).AsSingle();
-                Vector512.ConditionalSelect(sel, Vector512.Load(b + i), Vector512.Load(a + i)).Store(o + i);
+                var isFalse = Vector512.Equals(mv, Vector512<int>.Zero).AsSingle();
+                var av = ai == 0 ? sa : Vector512.Load(a + i);
+                var bv = bi == 0 ? sb : Vector512.Load(b + i);
+                Vector512.ConditionalSelect(isFalse, bv, av).Store(o + i);
             }
         }
         else if (Avx2.IsSupported)
         {
+            var sa = Vector256.Create(a[0]);
+            var sb = Vector256.Create(b[0]);
             for (; i + 8 <= n; i += 8)
             {
                 var mv = Avx2.ConvertToVector256Int32(Vector128.CreateScalar(*(ulong*)(m + i)).AsByte());
-                var sel = Vector256.Equals(mv, Vector256<int>.Zero).AsSingle();
-                Vector256.ConditionalSelect(sel, Vector256.Load(b + i), Vector256.Load(a + i)).Store(o + i);
+                var isFalse = Vector256.Equals(mv, Vector256<int>.Zero).AsSingle();
+                var av = ai == 0 ? sa : Vector256.Load(a + i);
+                var bv = bi == 0 ? sb : Vector256.Load(b + i);
+                Vector256.ConditionalSelect(isFalse, bv, av).Store(o + i);
             }
         }
-        for (; i < n; i++) o[i] = m[i] != 0 ? a[i] : b[i];
+        for (; i < n; i++) o[i] = m[i] != 0 ? a[i * ai] : b[i * bi];
     }
 
     struct SelectRowOp(byte* m, float* a, float* b, float* o) : IRowOp3
@@ -72,27 +83,32 @@ public static unsafe partial class Ops
         // operand 0 is the contiguous output (its offset is also the mask's), 1 and 2 are a and b (maybe broadcast)
         public void Row(long oo, long ao, long bo, int n, long oi, long ai, long bi)
         {
-            if (oi == 1 && ai == 1 && bi == 1) { SelectRow(m + oo, a + ao, b + bo, o + oo, n); return; }
+            if (oi == 1 && ai is 0 or 1 && bi is 0 or 1) { SelectRow(m + oo, a + ao, ai, b + bo, bi, o + oo, n); return; }
             for (int i = 0; i < n; i++)
                 o[oo + i * oi] = m[oo + i * oi] != 0 ? a[ao + i * ai] : b[bo + i * bi];
         }
     }
 
-    /// <summary>out = mask ? a : b over <paramref name="shape"/>, with a and b read through broadcast strides and the
-    /// mask already expanded to shape. Large contiguous inputs run in parallel.</summary>
+    /// <summary>out = mask ? a : b over <paramref name="shape"/>, with a and b (contiguous F32) read through broadcast
+    /// strides and the mask already expanded to shape. Operands that are full-size or single values take a
+    /// parallel vector path.</summary>
     static Tensor SelectCore(Tensor maskExp, Tensor a, Tensor b, int[] shape)
     {
         var o = Tensor.Empty(shape);
         long n = o.NumEl;
+        if (n == 0) return o;
         byte* m = maskExp.DataPtr;
         float* pa = a.F32Ptr, pb = b.F32Ptr, po = o.F32Ptr;
-        if (a.IsContiguous && b.IsContiguous && a.NumEl == n && b.NumEl == n)
+        // a contiguous operand with all n elements has no broadcast dims, so its flat order is the output's
+        long ai = a.NumEl == 1 ? 0 : a.NumEl == n && a.IsContiguous ? 1 : -1;
+        long bi = b.NumEl == 1 ? 0 : b.NumEl == n && b.IsContiguous ? 1 : -1;
+        if (ai >= 0 && bi >= 0)
         {
             int items = Rows.Items(n * 9, n / 4096);
             Par.For(items, c =>
             {
                 long s = n * c / items, e = n * (c + 1) / items;
-                SelectRow(m + s, pa + s, pb + s, po + s, e - s);
+                SelectRow(m + s, pa + s * ai, ai, pb + s * bi, bi, po + s, e - s);
             });
             return o;
         }
@@ -102,7 +118,7 @@ public static unsafe partial class Ops
     }
 
     /// <summary>
-    /// Elementwise choice: y = cond ? a : b, with cond (Bool), a and b broadcast together.
+    /// Elementwise choice: y = cond ? a : b, with cond (Bool), a and b (any float dtype) broadcast together; F32 result.
     /// </summary>
     /// <remarks>Backward: da = sum-to-shape(cond ? g : 0), db = sum-to-shape(cond ? 0 : g).</remarks>
     public static Tensor Where(Tensor cond, Tensor a, Tensor b)
@@ -148,7 +164,7 @@ public static unsafe partial class Ops
     }
 
     /// <summary>Replaces the elements of <paramref name="x"/> where <paramref name="mask"/> (broadcast to x's shape) is
-    /// true by <paramref name="value"/>.</summary>
+    /// true by <paramref name="value"/> (F32 result).</summary>
     /// <remarks>y = mask ? value : x. Backward: dx = mask ? 0 : g.</remarks>
     public static Tensor MaskedFill(Tensor x, Tensor mask, float value)
     {
@@ -171,12 +187,12 @@ public static unsafe partial class Ops
         return y;
     }
 
-    /// <summary>Calls body(chunkStart, chunkEnd, firstOrdinal) for chunks of the mask, in parallel for large masks;
-    /// firstOrdinal is the number of true positions before the chunk.</summary>
-    static long ForEachMaskChunk(byte* m, long n, Action<long, long, long>? body)
+    /// <summary>Splits the mask into chunks (several for large masks) and counts the true positions before each:
+    /// prefix[c] is the number of true bytes in chunks 0..c-1, prefix[^1] the total.</summary>
+    static long[] MaskChunkPrefix(byte* m, long n)
     {
         int chunks = Rows.Items(n * 4, n / 4096);
-        var counts = new long[chunks + 1];
+        var prefix = new long[chunks + 1];
         Par.For(chunks, c =>
         {
             long s = n * c / chunks, e = n * (c + 1) / chunks, cnt = 0;
@@ -185,30 +201,32 @@ public static unsafe partial class Ops
                 int len = (int)Math.Min(e - p, int.MaxValue);
                 cnt += len - new ReadOnlySpan<byte>(m + p, len).Count((byte)0);
             }
-            counts[c + 1] = cnt;
+            prefix[c + 1] = cnt;
         });
-        for (int c = 0; c < chunks; c++) counts[c + 1] += counts[c];
-        if (body != null) Par.For(chunks, c => body(n * c / chunks, n * (c + 1) / chunks, counts[c]));
-        return counts[chunks];
+        for (int c = 0; c < chunks; c++) prefix[c + 1] += prefix[c];
+        return prefix;
     }
 
-    /// <summary>Calls run(position, ordinal, length) for each maximal run of true mask bytes in [s, e).</summary>
-    static void ForEachTrueRun(byte* m, long s, long e, long ordinal, Action<long, long, long> run)
+    /// <summary>For each chunk of <paramref name="prefix"/> (in parallel), walks the maximal runs of equal truth in the
+    /// mask and calls run(position, ordinal, length, isTrue); ordinal counts the true positions before the run.</summary>
+    static void ForEachMaskRun(byte* m, long n, long[] prefix, Action<long, long, long, bool> run)
     {
-        long p = s;
-        while (p < e)
+        int chunks = prefix.Length - 1;
+        Par.For(chunks, c =>
         {
-            int len = (int)Math.Min(e - p, int.MaxValue);
-            int t = new ReadOnlySpan<byte>(m + p, len).IndexOfAnyExcept((byte)0);
-            if (t < 0) { p += len; continue; }
-            p += t;
-            len = (int)Math.Min(e - p, int.MaxValue);
-            int f = new ReadOnlySpan<byte>(m + p, len).IndexOf((byte)0);
-            long runLen = f < 0 ? len : f;
-            run(p, ordinal, runLen);
-            ordinal += runLen;
-            p += runLen;
-        }
+            long p = n * c / chunks, e = n * (c + 1) / chunks, ordinal = prefix[c];
+            while (p < e)
+            {
+                int len = (int)Math.Min(e - p, int.MaxValue);
+                var span = new ReadOnlySpan<byte>(m + p, len);
+                bool on = m[p] != 0;
+                int end = on ? span.IndexOf((byte)0) : span.IndexOfAnyExcept((byte)0);
+                long runLen = end < 0 ? len : end;
+                run(p, ordinal, runLen, on);
+                if (on) ordinal += runLen;
+                p += runLen;
+            }
+        });
     }
 
     /// <summary>
@@ -226,16 +244,18 @@ public static unsafe partial class Ops
         var shape = x.Shape;
         using var m = ExpandMask(mask, shape, "MaskedScatter");
         byte* mp = m.DataPtr;
-        long count = ForEachMaskChunk(mp, m.NumEl, null);
+        var prefix = MaskChunkPrefix(mp, m.NumEl);
+        long count = prefix[^1];
         if (source.NumEl < count)
             throw new ArgumentException($"MaskedScatter: mask {mask.Describe()} selects {count} positions of {x.Describe()}, but source {source.Describe()} has only {source.NumEl} elements");
-        Tensor y;
-        using (Autograd.GradMode.NoGrad()) y = Clone(x, DType.F32);
+        var y = Tensor.Empty(shape);
+        using (var xc = Contiguous(x, DType.F32))
         using (var sc = Contiguous(source, DType.F32))
         {
-            float* yp = y.F32Ptr, sp = sc.F32Ptr;
-            ForEachMaskChunk(mp, m.NumEl, (s, e, k) =>
-                ForEachTrueRun(mp, s, e, k, (p, ord, len) => Rows.Copy((byte*)(sp + ord), (byte*)(yp + p), len * 4)));
+            // one pass: runs of false come from x, runs of true from consecutive source elements
+            float* yp = y.F32Ptr, xp = xc.F32Ptr, sp = sc.F32Ptr;
+            ForEachMaskRun(mp, m.NumEl, prefix, (p, ord, len, on) =>
+                Rows.Copy((byte*)(on ? sp + ord : xp + p), (byte*)(yp + p), len * 4));
         }
 
         if (Tensor.AnyRequiresGrad(x, source))
@@ -257,8 +277,10 @@ public static unsafe partial class Ops
                 {
                     gs = Tensor.Zeros(sourceShape);
                     float* gsp = gs.F32Ptr, gp = g.F32Ptr;
-                    ForEachMaskChunk(mb, me.NumEl, (s, e, k) =>
-                        ForEachTrueRun(mb, s, e, k, (p, ord, len) => Rows.Copy((byte*)(gp + p), (byte*)(gsp + ord), len * 4)));
+                    ForEachMaskRun(mb, me.NumEl, MaskChunkPrefix(mb, me.NumEl), (p, ord, len, on) =>
+                    {
+                        if (on) Rows.Copy((byte*)(gp + p), (byte*)(gsp + ord), len * 4);
+                    });
                 }
                 return [gx, gs];
             });

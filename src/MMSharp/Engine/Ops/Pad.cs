@@ -1,6 +1,8 @@
+using MMSharp.Engine.Kernels;
+
 namespace MMSharp.Engine;
 
-public static partial class Ops
+public static unsafe partial class Ops
 {
     /// <summary>
     /// Constant padding of the last dims (torch.nn.functional.pad, mode "constant"): <paramref name="pad"/> lists
@@ -47,7 +49,7 @@ public static partial class Ops
         var inShape = src.Shape;
         long offset = 0;
         for (int d = 0; d < rank; d++) offset += starts[d] * y.Strides[d];
-        using (var slot = y.ViewOf((int[])inShape.Clone(), y.Strides, offset)) CopyInto(src, slot);
+        CopyPadded(src, y, offset);
 
         if (Tensor.AnyRequiresGrad(src))
         {
@@ -65,5 +67,29 @@ public static partial class Ops
             });
         }
         return y;
+    }
+
+    /// <summary>Copies src into y starting at element <paramref name="offset"/> of y. Dims after the last padded one
+    /// are laid out alike in both, so each run over them is one memcpy; runs are spread over threads.</summary>
+    static void CopyPadded(Tensor src, Tensor y, long offset)
+    {
+        int rank = src.Rank;
+        int last = -1; // last dim whose size differs
+        for (int d = 0; d < rank; d++) if (src.Shape[d] != y.Shape[d]) last = d;
+        using var sc = Contiguous(src);
+        long es = src.DType.SizeOf();
+        if (last < 0) { Rows.CopyBlocks(sc.DataPtr, 0, y.DataPtr, 0, 1, sc.NumEl * es); return; }
+        long runBytes = es;
+        for (int d = last + 1; d < rank; d++) runBytes *= src.Shape[d];
+        var dstOffsets = Rows.DimOffsets(src.Shape, y.Strides, 0, last + 1);
+        long runs = dstOffsets.Length;
+        byte* sp = sc.DataPtr, yp = y.DataPtr + offset * es;
+        int items = Rows.Items(runs * runBytes, runs);
+        Par.For(items, c =>
+        {
+            long s = runs * c / items, e = runs * (c + 1) / items;
+            for (long r = s; r < e; r++) Rows.Copy(sp + r * runBytes, yp + dstOffsets[r] * es, runBytes);
+        });
+        y.BumpVersion();
     }
 }
