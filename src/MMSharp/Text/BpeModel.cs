@@ -42,7 +42,7 @@ public sealed class BpeModel
             if (!vocab.TryGetValue(sym, out _byteIds[b]))
                 throw new ArgumentException($"BPE vocabulary lacks the byte-level symbol for byte 0x{b:X2} ('{sym}').");
         }
-        _merges = new Dictionary<long, (int, int)>(merges.Count);
+        _merges = new Dictionary<long, (int, int)>(merges.Count, PairKeyComparer.Instance);
         for (int r = 0; r < merges.Count; r++)
         {
             var (l, rt) = merges[r];

@@ -15,7 +15,7 @@ public static class Nfc
 
     private static readonly Dictionary<int, byte> Ccc = new();
     private static readonly Dictionary<int, int[]> Decomp = new();
-    private static readonly Dictionary<long, int> Compose = new();
+    private static readonly Dictionary<long, int> Compose = new(PairKeyComparer.Instance);
     // Code points whose presence may make a string non-NFC (NFC_Quick_Check No/Maybe, or ccc != 0); BMP as bit table.
     private static readonly bool[] UnsafeBmp = new bool[65536];
     private static readonly HashSet<int> UnsafeSupplementary = new();
