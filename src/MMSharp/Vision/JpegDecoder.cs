@@ -167,13 +167,14 @@ internal sealed class JpegDecoder
                 h.ValOffset[l] = k - code;
                 for (int i = 0; i < counts[l]; i++, k++, code++)
                 {
+                    if (code >= 1 << l) throw Err("corrupt DHT: code lengths overflow");
                     if (l <= Huffman.FastBits)
                     {
                         int shift = Huffman.FastBits - l;
                         for (int j = 0; j < 1 << shift; j++) h.Fast[(code << shift) | j] = (ushort)(l << 8 | h.Values[k]);
                     }
                 }
-                if (code > 1 << l) throw Err("corrupt DHT: code lengths overflow");
+                if (code >= 1 << l) throw Err("corrupt DHT: code lengths overflow (all-ones code, rejected by libjpeg too)");
                 h.MaxCode[l] = counts[l] > 0 ? code - 1 : -1;
                 code <<= 1;
             }
@@ -193,6 +194,7 @@ internal sealed class JpegDecoder
         int n = s[5];
         if (_height == 0) throw Err("JPEG height 0 (DNL) is not supported");
         if (_width == 0) throw Err("JPEG width is 0");
+        if ((long)_width * _height > RgbImage.MaxPixels) throw Err($"JPEG size {_width}x{_height} exceeds {RgbImage.MaxPixels} pixels (Pillow's decompression-bomb limit)");
         if (n != 1 && n != 3 && n != 4) throw Err($"unsupported JPEG with {n} components (Pillow reads 1, 3 or 4)");
         if (s.Length < 6 + 3 * n) throw Err("truncated SOF segment");
         _comps = new Component[n];

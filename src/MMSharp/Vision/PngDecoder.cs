@@ -31,11 +31,21 @@ internal static class PngDecoder
         bool sawIhdr = false, sawIend = false;
         while (pos < data.Length)
         {
-            if (pos + 8 > data.Length) throw new ImageDecodeException(source, $"truncated PNG: chunk header at byte {pos} is cut off");
+            // Pillow stops reading at the end of the image data, so a file cut after its last IDAT
+            // (missing or partial IEND / trailing chunks) still decodes; anything cut earlier is an error.
+            bool afterIdat = idat.Length > 0;
+            if (pos + 8 > data.Length)
+            {
+                if (afterIdat) break;
+                throw new ImageDecodeException(source, $"truncated PNG: chunk header at byte {pos} is cut off");
+            }
             uint len = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(pos));
             string type = System.Text.Encoding.ASCII.GetString(data, pos + 4, 4);
             if (len > int.MaxValue || pos + 12L + len > data.Length)
+            {
+                if (afterIdat && type != "IDAT") break;
                 throw new ImageDecodeException(source, $"truncated PNG: chunk '{type}' at byte {pos} declares {len} bytes but the file ends at {data.Length}");
+            }
             var body = data.AsSpan(pos + 8, (int)len);
             uint crc = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(pos + 8 + (int)len));
             uint actual = Crc32(data.AsSpan(pos + 4, 4 + (int)len));
@@ -51,7 +61,7 @@ internal static class PngDecoder
                     height = (int)Math.Min(BinaryPrimitives.ReadUInt32BigEndian(body[4..]), int.MaxValue);
                     bitDepth = body[8]; colorType = body[9]; interlace = body[12];
                     if (width == 0 || height == 0) throw new ImageDecodeException(source, $"PNG has zero size {width}x{height}");
-                    if ((long)width * height > 1L << 30) throw new ImageDecodeException(source, $"PNG size {width}x{height} is too large");
+                    if ((long)width * height > RgbImage.MaxPixels) throw new ImageDecodeException(source, $"PNG size {width}x{height} exceeds {RgbImage.MaxPixels} pixels (Pillow's decompression-bomb limit)");
                     if (body[10] != 0 || body[11] != 0) throw new ImageDecodeException(source, "unsupported PNG compression or filter method");
                     if (interlace > 1) throw new ImageDecodeException(source, $"unknown PNG interlace method {interlace}");
                     if (!ValidDepth(colorType, bitDepth)) throw new ImageDecodeException(source, $"invalid PNG colour type {colorType} with bit depth {bitDepth}");
@@ -99,7 +109,7 @@ internal static class PngDecoder
                     }
                 }
             }
-            catch (InvalidDataException e)
+            catch (Exception e) when (e is InvalidDataException || (e is IOException && e is not ImageDecodeException))
             {
                 throw new ImageDecodeException(source, $"corrupt zlib stream in PNG image data: {e.Message}", e);
             }

@@ -6,6 +6,12 @@ namespace MMSharp.Vision;
 /// </summary>
 public sealed class RgbImage
 {
+    /// <summary>
+    /// Largest pixel count a decoder accepts: Pillow's DecompressionBombError threshold
+    /// (2 x <c>Image.MAX_IMAGE_PIXELS</c> = 2 x 89,478,485).
+    /// </summary>
+    public const long MaxPixels = 178_956_970;
+
     /// <summary>Width in pixels.</summary>
     public int Width { get; }
     /// <summary>Height in pixels.</summary>
