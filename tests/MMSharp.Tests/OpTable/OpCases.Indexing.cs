@@ -185,6 +185,8 @@ public static class IndexingCases
         yield return new OpCase("stack", [F(2, 17), F(2, 17)], x => Ops.Stack(x, 1), r => RefStack(r, 1));
         yield return new OpCase("stack", [F(3, 7), F(3, 7)], x => Ops.Stack(x, -1), r => RefStack(r, 2));
         yield return new OpCase("stack", [F(1), F(1), F(1)], x => Ops.Stack(x, 0), r => RefStack(r, 0));
+        yield return new OpCase("stack", [F(4, 3), F(3, 4)], x => { using var t = x[0].Transpose(0, 1); return Ops.Stack([t, x[1]], 1); },
+            r => RefStack([Permuted(r[0], 1, 0), r[1]], 1)) { Variant = "non-contiguous" };
 
         yield return new OpCase("split", [F(3, 7)], x => Join(x[0].Split([2, 3, 2], 1), 1, reverse: true),
             r => RefConcat([RefNarrow(r[0], 1, 5, 2), RefNarrow(r[0], 1, 2, 3), RefNarrow(r[0], 1, 0, 2)], 1));
@@ -205,6 +207,8 @@ public static class IndexingCases
         yield return new OpCase("index_select", [F(4, 6 * 16 + 7), Idx(6 * 16 + 7, 12)], x => Ops.IndexSelect(x[0], -1, x[1]), r => RefIndexSelect(r[0], 1, r[1]));
         yield return new OpCase("index_select", [F(2, 3, 4), Idx(2, 7)], x => Ops.IndexSelect(x[0], 2, x[1]), r => RefIndexSelect(r[0], 2, r[1])) { Variant = "heavy duplicates" };
         yield return new OpCase("index_select", [F(1, 1), Idx(1, 1)], x => Ops.IndexSelect(x[0], 0, x[1]), r => RefIndexSelect(r[0], 0, r[1]));
+        yield return new OpCase("index_select", [F(6, 5), Idx(6, 8)], x => { using var i = x[1].To(DType.I32); return Ops.IndexSelect(x[0], 0, i); },
+            r => RefIndexSelect(r[0], 0, r[1])) { Variant = "i32 index" };
         yield return new OpCase("index_select", [F(7, 5), Idx(7, 6)], x => { using var t = x[0].Transpose(0, 1); return Ops.IndexSelect(t, 1, x[1]); },
             r => RefIndexSelect(Permuted(r[0], 1, 0), 1, r[1])) { Variant = "non-contiguous" };
 
@@ -213,6 +217,8 @@ public static class IndexingCases
         yield return new OpCase("gather", [F(3, 5, 17), Idx(17, 3, 5, 9)], x => Ops.Gather(x[0], -1, x[1]), r => RefGather(r[0], 2, r[1]));
         yield return new OpCase("gather", [F(3, 5, 7), Idx(5, 2, 8, 7)], x => Ops.Gather(x[0], 1, x[1]), r => RefGather(r[0], 1, r[1])) { Variant = "index smaller outside dim" };
         yield return new OpCase("gather", [F(2, 6 * 16 + 7), Idx(6 * 16 + 7, 2, 1)], x => Ops.Gather(x[0], 1, x[1]), r => RefGather(r[0], 1, r[1])) { Variant = "target pick" };
+        yield return new OpCase("gather", [F(3, 9), Idx(9, 3, 4)], x => { using var i = x[1].To(DType.I32); return Ops.Gather(x[0], 1, i); },
+            r => RefGather(r[0], 1, r[1])) { Variant = "i32 index" };
         yield return new OpCase("gather", [F(6, 4), Idx(6, 3, 6)], x => { using var t = x[0].Transpose(0, 1); return Ops.Gather(t, 1, x[1]); },
             r => RefGather(Permuted(r[0], 1, 0), 1, r[1])) { Variant = "non-contiguous" };
 
@@ -230,6 +236,9 @@ public static class IndexingCases
     {
         // image-embedding placement: text [B, T, C], mask [B, T, 1], vision tokens [N, C] with N >= selected rows
         yield return new OpCase("masked_scatter", [F(2, 5, 7), Mask(0.5, 2, 5, 1), F(10, 7)], x => Ops.MaskedScatter(x[0], x[1], x[2]), r => RefMaskedScatter(r[0], r[1], r[2])) { Variant = "token rows" };
+        yield return new OpCase("masked_scatter", [F(2, 5, 7), Mask(0.5, 2, 5, 1), F(10, 7)], x => { using var m = x[1].Expand(2, 5, 7); return Ops.MaskedScatter(x[0], m, x[2]); },
+            r => RefMaskedScatter(r[0], r[1], r[2])) { Variant = "expanded mask view", Seed = 2 };
+        yield return new OpCase("masked_scatter", [F(1, 17, 33), Mask(0.5, 1, 17, 1), F(17, 33)], x => Ops.MaskedScatter(x[0], x[1], x[2]), r => RefMaskedScatter(r[0], r[1], r[2])) { Variant = "token rows" };
         yield return new OpCase("masked_scatter", [F(3, 17), Mask(0.3, 3, 17), F(51)], x => Ops.MaskedScatter(x[0], x[1], x[2]), r => RefMaskedScatter(r[0], r[1], r[2]));
         yield return new OpCase("masked_scatter", [F(4, 33), Mask(0.9, 33), F(4, 33)], x => Ops.MaskedScatter(x[0], x[1], x[2]), r => RefMaskedScatter(r[0], r[1], r[2])) { Variant = "dense broadcast" };
         yield return new OpCase("masked_scatter", [F(2, 6 * 16 + 7), Mask(0.1, 2, 6 * 16 + 7), F(40)], x => Ops.MaskedScatter(x[0], x[1], x[2]), r => RefMaskedScatter(r[0], r[1], r[2])) { Variant = "sparse" };
@@ -260,6 +269,8 @@ public static class IndexingCases
         yield return new OpCase("embedding", [Idx(10, 2, 7), F(10, 17)], x => Ops.Embedding(x[0], x[1]), r => RefEmbedding(r[0], r[1]));
         yield return new OpCase("embedding", [Idx(5, 9), F(5, 6 * 16 + 7)], x => Ops.Embedding(x[0], x[1]), r => RefEmbedding(r[0], r[1]));
         yield return new OpCase("embedding", [Idx(3, 1), F(3, 1)], x => Ops.Embedding(x[0], x[1]), r => RefEmbedding(r[0], r[1]));
+        yield return new OpCase("embedding", [Idx(9, 4, 2), F(9, 7)], x => { using var i = x[0].To(DType.I32); return Ops.Embedding(i, x[1]); },
+            r => RefEmbedding(r[0], r[1])) { Variant = "i32 ids" };
         yield return new OpCase("embedding", [Idx(4, 2, 3, 5), F(6, 33)], x => Ops.Embedding(x[0], x[1]), r => RefEmbedding(r[0], r[1])) { Variant = "rows unused" };
         yield return new OpCase("embedding", [Idx(11, 3, 5), BF16(11, 33)], x => Ops.Embedding(x[0], x[1]), r => RefEmbedding(r[0], r[1])) { Variant = "bf16 weight", CheckGrad = false };
         yield return new OpCase("embedding", [Idx(8, 13), BF16(8, 6 * 16 + 7)], x => Ops.Embedding(x[0], x[1]), r => RefEmbedding(r[0], r[1])) { Variant = "bf16 weight", CheckGrad = false };

@@ -363,3 +363,20 @@ public sealed class IndexingInPlaceTests
         Assert.All(w.ToFloatArray(), v => Assert.Equal(0f, v));
     }
 }
+
+/// <summary>Mask conventions shared by masked_scatter, masked_fill and where.</summary>
+public sealed class IndexingMaskTests
+{
+    [Fact]
+    public void MaskedScatter_TreatsAnyNonzeroU8AsTrue()
+    {
+        using var x = Tensor.Zeros(2, 2);
+        using var mask = Tensor.Empty([2, 1], DType.U8);
+        mask.SetFlat(0, 0); mask.SetFlat(1, 7);
+        using var src = Tensor.FromArray(new float[] { 1, 2, 3, 4 }, 4);
+        using var y = Ops.MaskedScatter(x, mask, src);
+        Assert.Equal(new float[] { 0, 0, 1, 2 }, y.ToFloatArray());
+        using var w = Ops.Where(mask, src.Reshape(2, 2), -1f);
+        Assert.Equal(new float[] { -1, -1, 3, 4 }, w.ToFloatArray());
+    }
+}
