@@ -17,6 +17,7 @@ internal sealed unsafe class MappedFile
     readonly MemoryMappedViewAccessor _view;
     readonly List<WeakReference<Storage>> _handedOut = new();
     readonly Lock _lock = new();
+    int _pruneAt = 64;
 
     public string Path { get; }
     public long Length { get; }
@@ -54,7 +55,12 @@ internal sealed unsafe class MappedFile
             if (offset < 0 || length < 0 || offset + length > Length)
                 throw new ArgumentOutOfRangeException(nameof(offset), $"{Path}: slice [{offset}, {offset + length}) outside the file");
             var s = new Storage(_base + offset, length, owner: this, readOnly: true);
-            _handedOut.RemoveAll(w => !w.TryGetTarget(out var t) || t.IsReleased);
+            // Prune dead entries only when the list doubled: loading a model keeps thousands alive.
+            if (_handedOut.Count >= _pruneAt)
+            {
+                _handedOut.RemoveAll(w => !w.TryGetTarget(out var t) || t.IsReleased);
+                _pruneAt = Math.Max(64, 2 * _handedOut.Count);
+            }
             _handedOut.Add(new WeakReference<Storage>(s));
             return s;
         }
