@@ -48,9 +48,10 @@ public static unsafe partial class Ops
 
         var o = Tensor.Empty([B, Hq, Tq, D]);
         var lse = Tensor.Empty([B, Hq, Tq]);
+        using (var qS = PadRows(qc, (long)B * Hq * Tq, D, p.DPad, p.Scale))
         using (var kT = TransposePadded(kc, B * Hkv, Tk, D, p.TkPad))
         using (var vP = PadRows(vc, (long)B * Hkv * Tk, D, p.DPad))
-            FlashAttention.Forward(p, qc.F32Ptr, D, kT.F32Ptr, vP.F32Ptr, o.F32Ptr, lse.F32Ptr);
+            FlashAttention.Forward(p, qS.F32Ptr, kT.F32Ptr, vP.F32Ptr, o.F32Ptr, lse.F32Ptr);
 
         if (Tensor.AnyRequiresGrad(q, k, v))
         {
@@ -89,27 +90,28 @@ public static unsafe partial class Ops
         var dq = Tensor.Empty([B, Hq, Tq, D]);
         var dk = Tensor.Zeros([B, Hkv, Tk, D]);
         var dv = Tensor.Zeros([B, Hkv, Tk, D]);
-        using var qP = PadRows(q, qRows, D, p.DPad);
+        using var qS = PadRows(q, qRows, D, p.DPad, p.Scale);
         using var dOP = PadRows(gc, qRows, D, p.DPad);
         using var kP = PadRows(k, (long)B * Hkv * Tk, D, p.DPad);
         using var kT = TransposePadded(k, B * Hkv, Tk, D, p.TkPad);
         using var vT = TransposePadded(v, B * Hkv, Tk, D, p.TkPad);
-        FlashAttention.Backward(p, qP.F32Ptr, kT.F32Ptr, kP.F32Ptr, vT.F32Ptr, dOP.F32Ptr, lse.F32Ptr, delta.F32Ptr,
+        FlashAttention.Backward(p, qS.F32Ptr, kT.F32Ptr, kP.F32Ptr, vT.F32Ptr, dOP.F32Ptr, lse.F32Ptr, delta.F32Ptr,
             dq.F32Ptr, dk.F32Ptr, dv.F32Ptr);
         return (dq, dk, dv);
     }
 
-    /// <summary>Rows of length d copied into rows of length dPad (zero tail); an alias when d == dPad.</summary>
-    static Tensor PadRows(Tensor x, long rows, int d, int dPad)
+    /// <summary>Rows of length d, times <paramref name="scale"/>, copied into rows of length dPad (zero tail); an alias when
+    /// there is nothing to do.</summary>
+    static Tensor PadRows(Tensor x, long rows, int d, int dPad, float scale = 1f)
     {
-        if (d == dPad) return x.Alias(register: false);
+        if (d == dPad && scale == 1f) return x.Alias(register: false);
         var r = Tensor.Empty([checked((int)(rows * dPad))]);
         float* src = x.F32Ptr, dst = r.F32Ptr;
         Par.ForChunks(rows, 512, (s, e) =>
         {
             for (long i = s; i < e; i++)
             {
-                new ReadOnlySpan<float>(src + i * d, d).CopyTo(new Span<float>(dst + i * dPad, d));
+                TensorPrimitives.Multiply(new ReadOnlySpan<float>(src + i * d, d), scale, new Span<float>(dst + i * dPad, d));
                 new Span<float>(dst + i * dPad + d, dPad - d).Clear();
             }
         });
