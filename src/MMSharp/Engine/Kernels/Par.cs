@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace MMSharp.Engine.Kernels;
 
 /// <summary>
@@ -7,6 +9,11 @@ namespace MMSharp.Engine.Kernels;
 /// part. Nested calls from inside a work item run serially.
 /// Thread count: <c>MMSHARP_THREADS</c> or the processor count; settable with <see cref="Threads"/>.
 /// </summary>
+/// <remarks>
+/// Workers spin for a short while (<see cref="SpinMicroseconds"/>) after each job before blocking on a
+/// semaphore, so the back-to-back small jobs of a decode step (one GEMV per layer) start within a
+/// fraction of a microsecond instead of paying a kernel wake-up each time.
+/// </remarks>
 public static class Par
 {
     static readonly object StartGate = new();
@@ -14,7 +21,10 @@ public static class Par
     static int _threads = DefaultThreads();
     [ThreadStatic] static bool _inside;
 
-    // current job
+    /// <summary>How long an idle worker polls for the next job before it sleeps.</summary>
+    public static int SpinMicroseconds { get; set; } = 200;
+
+    // current job (written under StartGate before the generation is bumped)
     static Action<int>? _body;
     static int _count;
     static int _next;
@@ -39,10 +49,14 @@ public static class Par
         }
     }
 
-    sealed class Worker
+    sealed class Worker(int index)
     {
+        public readonly int Index = index;
         public readonly SemaphoreSlim Wake = new(0);
-        public volatile bool Stop;
+        /// <summary>1 while the worker is (about to be) blocked on <see cref="Wake"/>.</summary>
+        public int Sleeping;
+        /// <summary>Bumped by the publisher for each job this worker takes part in.</summary>
+        public int Job;
     }
 
     static void EnsureWorkers(int n)
@@ -51,20 +65,36 @@ public static class Par
         var list = _workers.ToList();
         while (list.Count < n)
         {
-            var w = new Worker();
+            var w = new Worker(list.Count);
             var th = new Thread(() => WorkerLoop(w)) { IsBackground = true, Name = $"mmsharp-worker-{list.Count}" };
-            th.Start();
             list.Add(w);
+            _workers = list.ToArray();
+            th.Start();
         }
-        _workers = list.ToArray();
     }
 
     static void WorkerLoop(Worker w)
     {
         _inside = true;
-        while (!w.Stop)
+        int seen = 0;
+        while (true)
         {
-            w.Wake.Wait();
+            // spin, then sleep, until a job for this worker is published
+            long spinUntil = Stopwatch.GetTimestamp() + SpinMicroseconds * Stopwatch.Frequency / 1_000_000;
+            int job;
+            while ((job = Volatile.Read(ref w.Job)) == seen)
+            {
+                if (Stopwatch.GetTimestamp() < spinUntil) { Thread.SpinWait(30); continue; }
+                Interlocked.Exchange(ref w.Sleeping, 1);
+                if (Volatile.Read(ref w.Job) != seen)
+                {
+                    // a job arrived meanwhile: cancel the sleep, or consume the wake-up the publisher already gave
+                    if (Interlocked.Exchange(ref w.Sleeping, 0) == 0) w.Wake.Wait();
+                    continue;
+                }
+                w.Wake.Wait();
+            }
+            seen = job;
             RunItems();
             Interlocked.Decrement(ref _activeWorkers);
         }
@@ -103,12 +133,17 @@ public static class Par
             _error = null;
             Volatile.Write(ref _pending, count);
             Volatile.Write(ref _activeWorkers, threads - 1);
-            for (int w = 0; w < threads - 1; w++) _workers[w].Wake.Release();
+            for (int i = 0; i < threads - 1; i++)
+            {
+                var w = _workers[i];
+                Interlocked.Increment(ref w.Job);
+                if (Interlocked.Exchange(ref w.Sleeping, 0) == 1) w.Wake.Release();
+            }
             _inside = true;
             try { RunItems(); }
             finally { _inside = false; }
             var spin = new SpinWait();
-            // wait until every woken worker has also left RunItems, so the next job can reuse the fields
+            // wait until every participating worker has also left RunItems, so the next job can reuse the fields
             while (Volatile.Read(ref _pending) > 0 || Volatile.Read(ref _activeWorkers) > 0) spin.SpinOnce(-1);
             _body = null;
             var err = _error;

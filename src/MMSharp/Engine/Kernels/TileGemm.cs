@@ -17,7 +17,7 @@ internal unsafe interface IVec<TV> where TV : struct
     static abstract TV Fma(TV a, TV b, TV c);
 }
 
-internal unsafe struct V512 : IVec<Vector512<float>>
+internal unsafe struct TileVec512 : IVec<Vector512<float>>
 {
     public static int Width => 16;
     public static Vector512<float> Zero => Vector512<float>.Zero;
@@ -27,7 +27,7 @@ internal unsafe struct V512 : IVec<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
 }
 
-internal unsafe struct V256 : IVec<Vector256<float>>
+internal unsafe struct TileVec256 : IVec<Vector256<float>>
 {
     public static int Width => 8;
     public static Vector256<float> Zero => Vector256<float>.Zero;
@@ -49,8 +49,8 @@ public static unsafe class TileGemm
     public static void MulAdd(int m, int n, int k, float* a, long aRow, long aCol, float* b, long ldb, float* c, long ldc, bool accumulate)
     {
         if ((n & 15) != 0) throw new ArgumentException($"TileGemm.MulAdd: n = {n} is not a multiple of 16");
-        if (Vector512.IsHardwareAccelerated) MulAdd<V512, Vector512<float>>(m, n, k, a, aRow, aCol, b, ldb, c, ldc, accumulate);
-        else if (Vector256.IsHardwareAccelerated) MulAdd<V256, Vector256<float>>(m, n, k, a, aRow, aCol, b, ldb, c, ldc, accumulate);
+        if (Vector512.IsHardwareAccelerated) MulAdd<TileVec512, Vector512<float>>(m, n, k, a, aRow, aCol, b, ldb, c, ldc, accumulate);
+        else if (Vector256.IsHardwareAccelerated) MulAdd<TileVec256, Vector256<float>>(m, n, k, a, aRow, aCol, b, ldb, c, ldc, accumulate);
         else MulAddScalar(m, n, k, a, aRow, aCol, b, ldb, c, ldc, accumulate);
     }
 

@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using MMSharp.Engine;
+using MMSharp.Engine.Kernels;
+
+namespace MMSharp.Bench;
+
+/// <summary>
+/// y[M, N] = x[M, K] W^T with W[N, K] as stored in a checkpoint (fp32, or bf16 = "bf16w" with fp32
+/// activations), ours vs OpenBLAS cblas_sgemm(NoTrans, Trans) on the same (for bf16w: widened) data.
+/// GFLOP/s = 2 M N K / time, median of repetitions after a warm-up, the two libraries alternating.
+/// For M = 1 a second line gives the weight bytes streamed per second (compare with `bandwidth`).
+/// </summary>
+static unsafe class GemmBench
+{
+    static readonly int[] Ms = [1, 16, 256, 1024, 2048];
+    static readonly (int K, int N)[] Shapes = [(896, 896), (896, 4864), (4864, 896), (1024, 3072), (3584, 3584), (3584, 18944)];
+
+    public static void Run(Options opts)
+    {
+        if (opts.Get("path") is string path)
+        {
+            // internal switch of the library (the bench is not a friend assembly), for comparing SIMD paths
+            var field = typeof(Gemm).GetField("ForcedPath", BindingFlags.NonPublic | BindingFlags.Static)!;
+            field.SetValue(null, Enum.Parse(field.FieldType, path, ignoreCase: true));
+        }
+        var threadList = opts.Ints("threads", [1, 2]);
+        foreach (var dtype in new[] { "fp32", "bf16w" })
+        {
+            if (!opts.Allows("dtype", dtype)) continue;
+            foreach (var (K, N) in Shapes)
+            {
+                if (!opts.Allows("k", K) || !opts.Allows("n", N)) continue;
+                foreach (int M in opts.Ints("m", Ms))
+                    Case(dtype, M, K, N, threadList);
+            }
+        }
+    }
+
+    static void Case(string dtype, int M, int K, int N, int[] threadList)
+    {
+        bool bf16 = dtype == "bf16w";
+        long wCount = (long)N * K;
+        float* x = Alloc<float>((long)M * K), w = Alloc<float>(wCount), c = Alloc<float>((long)M * N);
+        ushort* wh = bf16 ? Alloc<ushort>(wCount) : null;
+        try
+        {
+            var rng = new Rng(42);
+            for (long i = 0; i < (long)M * K; i++) x[i] = rng.NextFloat() - 0.5f;
+            for (long i = 0; i < wCount; i++)
+            {
+                float v = (rng.NextFloat() - 0.5f) * 0.1f;
+                if (bf16) { wh[i] = Half16.FloatToBF16(v); w[i] = Half16.BF16ToFloat(wh[i]); }
+                else w[i] = v;
+            }
+            foreach (int threads in threadList)
+            {
+                Par.Threads = threads;
+                OpenBlas.openblas_set_num_threads(threads);
+                Action ours = bf16
+                    ? () => Gemm.SgemmBF16(M, N, K, x, K, 1, wh, 1, K, c, N)
+                    : () => Gemm.Sgemm(M, N, K, x, K, 1, w, 1, K, c, N);
+                Action blas = () => OpenBlas.cblas_sgemm(OpenBlas.RowMajor, OpenBlas.NoTrans, OpenBlas.Trans, M, N, K, 1f, x, K, w, K, 0f, c, N);
+                var (tOurs, tBlas) = TimePair(ours, blas, 2.0 * M * N * K);
+                double flop = 2.0 * M * N * K;
+                double gOurs = flop / tOurs / 1e9, gBlas = flop / tBlas / 1e9;
+                Console.WriteLine($"gemm dtype={dtype} M={M} K={K} N={N} threads={threads} ours={gOurs:F1} openblas={gBlas:F1} ratio={gOurs / gBlas:F2}");
+                if (M == 1)
+                    Console.WriteLine($"gemv dtype={dtype} M=1 K={K} N={N} threads={threads} weight_gbs={wCount * (bf16 ? 2 : 4) / tOurs / 1e9:F1}");
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(w); NativeMemory.AlignedFree(c);
+            if (wh != null) NativeMemory.AlignedFree(wh);
+        }
+    }
+
+    /// <summary>Median seconds of each, alternating so both see the same machine load; reps scale with the size.</summary>
+    static (double, double) TimePair(Action a, Action b, double flop)
+    {
+        a(); b(); // warm-up (JIT, page faults, packing buffers)
+        int reps = (int)Math.Clamp(3e10 / flop, 5, 201);
+        var ta = new List<double>(); var tb = new List<double>();
+        var sw = Stopwatch.StartNew();
+        for (int r = 0; r < reps; r++)
+        {
+            ta.Add(Time(a)); tb.Add(Time(b));
+            if (r >= 4 && sw.Elapsed.TotalSeconds > 6) break;
+        }
+        return (BandwidthBench.Median(ta), BandwidthBench.Median(tb));
+    }
+
+    static double Time(Action f)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        f();
+        return (Stopwatch.GetTimestamp() - t0) / (double)Stopwatch.Frequency;
+    }
+
+    static T* Alloc<T>(long count) where T : unmanaged => (T*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(T)), 64);
+}

@@ -1,0 +1,123 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace MMSharp.Engine.Kernels;
+
+/// <summary>
+/// Few-row GEMM against a weight stored as W[n, k] (B(k, j) = W[j*ldw + k], the layout of y = x W^T):
+/// each output is a dot product of an A row with a W row, both contiguous along k. Nothing is packed:
+/// W streams from memory once (bf16 widened in registers), which makes the M = 1 decode step run at
+/// memory bandwidth. Tiles of up to 4 A rows x 4 W rows keep 16 zmm accumulators of 16 k-lanes each,
+/// reduced horizontally once per output. Work is split over n; each output is produced by one thread
+/// in a fixed k order.
+/// </summary>
+internal static unsafe class GemmSmallM
+{
+    /// <summary>C[i, j] = sum_p A[i*lda + p] * W[j*ldw + p] (+ beta C). A rows contiguous.</summary>
+    internal static void Dot<TE>(int m, int n, int k, float* a, long lda, void* w, long ldw, float* c, long ldc, float beta) where TE : unmanaged, IGemmElem
+    {
+        // one chunk per thread, but only when each has at least ~64K multiply-adds (waking a worker costs microseconds)
+        long grain = Math.Max(4, (1L << 16) / Math.Max(1L, (long)k * m));
+        nint ap = (nint)a, wp = (nint)w, cp = (nint)c;
+        Par.ForChunks(n, grain, (s, e) => DotRange<TE>(m, (int)s, (int)e, k, (float*)ap, lda, (void*)wp, ldw, (float*)cp, ldc, beta));
+    }
+
+    static void DotRange<TE>(int m, int j0, int j1, int k, float* a, long lda, void* w, long ldw, float* c, long ldc, float beta) where TE : unmanaged, IGemmElem
+    {
+        int j = j0;
+        for (; j + 4 <= j1; j += 4)
+        {
+            void* wj = GemmPack.Offset<TE>(w, j * ldw);
+            int i = 0;
+            for (; i + 4 <= m; i += 4) Tile4x4<TE>(k, a + i * lda, lda, wj, ldw, c + i * ldc + j, ldc, beta);
+            for (; i < m; i++) Tile1x4<TE>(k, a + i * lda, wj, ldw, c + i * ldc + j, beta);
+        }
+        for (; j < j1; j++)
+        {
+            void* wj = GemmPack.Offset<TE>(w, j * ldw);
+            for (int i = 0; i < m; i++) Put(c + i * ldc + j, Dot1<TE>(k, a + i * lda, wj), beta);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put(float* dst, float v, float beta) => *dst = beta == 0f ? v : v + beta * *dst;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static float Dot1<TE>(int k, float* a, void* w) where TE : unmanaged, IGemmElem
+    {
+        var acc = Vector512<float>.Zero;
+        int p = 0;
+        for (; p + 16 <= k; p += 16) acc = Avx512F.FusedMultiplyAdd(Vector512.Load(a + p), TE.Load16(w, p), acc);
+        float s = Vector512.Sum(acc);
+        for (; p < k; p++) s += a[p] * TE.Get(w, p);
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile1x4<TE>(int k, float* a, void* w, long ldw, float* c, float beta) where TE : unmanaged, IGemmElem
+    {
+        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        void* w1 = GemmPack.Offset<TE>(w, ldw), w2 = GemmPack.Offset<TE>(w, 2 * ldw), w3 = GemmPack.Offset<TE>(w, 3 * ldw);
+        int p = 0;
+        for (; p + 16 <= k; p += 16)
+        {
+            var x = Vector512.Load(a + p);
+            s0 = Avx512F.FusedMultiplyAdd(x, TE.Load16(w, p), s0);
+            s1 = Avx512F.FusedMultiplyAdd(x, TE.Load16(w1, p), s1);
+            s2 = Avx512F.FusedMultiplyAdd(x, TE.Load16(w2, p), s2);
+            s3 = Avx512F.FusedMultiplyAdd(x, TE.Load16(w3, p), s3);
+        }
+        float r0 = Vector512.Sum(s0), r1 = Vector512.Sum(s1), r2 = Vector512.Sum(s2), r3 = Vector512.Sum(s3);
+        for (; p < k; p++)
+        {
+            float x = a[p];
+            r0 += x * TE.Get(w, p); r1 += x * TE.Get(w1, p); r2 += x * TE.Get(w2, p); r3 += x * TE.Get(w3, p);
+        }
+        Put(c, r0, beta); Put(c + 1, r1, beta); Put(c + 2, r2, beta); Put(c + 3, r3, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x4<TE>(int k, float* a, long lda, void* w, long ldw, float* c, long ldc, float beta) where TE : unmanaged, IGemmElem
+    {
+        Vector512<float> s00 = default, s01 = default, s02 = default, s03 = default;
+        Vector512<float> s10 = default, s11 = default, s12 = default, s13 = default;
+        Vector512<float> s20 = default, s21 = default, s22 = default, s23 = default;
+        Vector512<float> s30 = default, s31 = default, s32 = default, s33 = default;
+        void* w1 = GemmPack.Offset<TE>(w, ldw), w2 = GemmPack.Offset<TE>(w, 2 * ldw), w3 = GemmPack.Offset<TE>(w, 3 * ldw);
+        float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda;
+        int p = 0;
+        for (; p + 16 <= k; p += 16)
+        {
+            var y0 = TE.Load16(w, p); var y1 = TE.Load16(w1, p); var y2 = TE.Load16(w2, p); var y3 = TE.Load16(w3, p);
+            var x = Vector512.Load(a + p);
+            s00 = Avx512F.FusedMultiplyAdd(x, y0, s00); s01 = Avx512F.FusedMultiplyAdd(x, y1, s01);
+            s02 = Avx512F.FusedMultiplyAdd(x, y2, s02); s03 = Avx512F.FusedMultiplyAdd(x, y3, s03);
+            x = Vector512.Load(a1 + p);
+            s10 = Avx512F.FusedMultiplyAdd(x, y0, s10); s11 = Avx512F.FusedMultiplyAdd(x, y1, s11);
+            s12 = Avx512F.FusedMultiplyAdd(x, y2, s12); s13 = Avx512F.FusedMultiplyAdd(x, y3, s13);
+            x = Vector512.Load(a2 + p);
+            s20 = Avx512F.FusedMultiplyAdd(x, y0, s20); s21 = Avx512F.FusedMultiplyAdd(x, y1, s21);
+            s22 = Avx512F.FusedMultiplyAdd(x, y2, s22); s23 = Avx512F.FusedMultiplyAdd(x, y3, s23);
+            x = Vector512.Load(a3 + p);
+            s30 = Avx512F.FusedMultiplyAdd(x, y0, s30); s31 = Avx512F.FusedMultiplyAdd(x, y1, s31);
+            s32 = Avx512F.FusedMultiplyAdd(x, y2, s32); s33 = Avx512F.FusedMultiplyAdd(x, y3, s33);
+        }
+        Finish(k, p, a, w, w1, w2, w3, c, beta, s00, s01, s02, s03);
+        Finish(k, p, a1, w, w1, w2, w3, c + ldc, beta, s10, s11, s12, s13);
+        Finish(k, p, a2, w, w1, w2, w3, c + 2 * ldc, beta, s20, s21, s22, s23);
+        Finish(k, p, a3, w, w1, w2, w3, c + 3 * ldc, beta, s30, s31, s32, s33);
+
+        static void Finish(int k, int p, float* a, void* w0, void* w1, void* w2, void* w3, float* c, float beta,
+            Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3)
+        {
+            float r0 = Vector512.Sum(s0), r1 = Vector512.Sum(s1), r2 = Vector512.Sum(s2), r3 = Vector512.Sum(s3);
+            for (; p < k; p++)
+            {
+                float x = a[p];
+                r0 += x * TE.Get(w0, p); r1 += x * TE.Get(w1, p); r2 += x * TE.Get(w2, p); r3 += x * TE.Get(w3, p);
+            }
+            Put(c, r0, beta); Put(c + 1, r1, beta); Put(c + 2, r2, beta); Put(c + 3, r3, beta);
+        }
+    }
+}

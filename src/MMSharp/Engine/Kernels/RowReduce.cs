@@ -1,0 +1,216 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using V256 = System.Runtime.Intrinsics.Vector256<float>;
+using V512 = System.Runtime.Intrinsics.Vector512<float>;
+
+namespace MMSharp.Engine.Kernels;
+
+/// <summary>
+/// Reductions of one contiguous fp32 row (sum of a mapped value, sum of a combined pair, max), the
+/// building blocks of the reduce, softmax, loss and norm kernels. Four independent accumulators
+/// in the body, the tail through a masked vector, and a fixed combination order: the result depends
+/// only on the row's values and length, never on threads or alignment.
+/// </summary>
+public static unsafe class RowReduce
+{
+    static ReadOnlySpan<float> Iota => [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+    /// <summary>Σ op(x[i]) for i in [0, n).</summary>
+    public static float SumMap<T>(ref T op, float* x, long n) where T : struct, IUnaryOp
+    {
+        long i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            V512 a0 = V512.Zero, a1 = V512.Zero, a2 = V512.Zero, a3 = V512.Zero;
+            for (; i + 64 <= n; i += 64)
+            {
+                a0 += op.Invoke(Vector512.Load(x + i));
+                a1 += op.Invoke(Vector512.Load(x + i + 16));
+                a2 += op.Invoke(Vector512.Load(x + i + 32));
+                a3 += op.Invoke(Vector512.Load(x + i + 48));
+            }
+            for (; i + 16 <= n; i += 16) a0 += op.Invoke(Vector512.Load(x + i));
+            if (i < n)
+            {
+                int m = (int)(n - i);
+                float* t = stackalloc float[16];
+                for (int j = 0; j < 16; j++) t[j] = j < m ? x[i + j] : 0f;
+                var keep = Vector512.LessThan(Vector512.Create(Iota), Vector512.Create((float)m));
+                a1 += Vector512.ConditionalSelect(keep, op.Invoke(Vector512.Load(t)), V512.Zero);
+            }
+            return Vector512.Sum((a0 + a1) + (a2 + a3));
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            V256 a0 = V256.Zero, a1 = V256.Zero, a2 = V256.Zero, a3 = V256.Zero;
+            for (; i + 32 <= n; i += 32)
+            {
+                a0 += op.Invoke(Vector256.Load(x + i));
+                a1 += op.Invoke(Vector256.Load(x + i + 8));
+                a2 += op.Invoke(Vector256.Load(x + i + 16));
+                a3 += op.Invoke(Vector256.Load(x + i + 24));
+            }
+            for (; i + 8 <= n; i += 8) a0 += op.Invoke(Vector256.Load(x + i));
+            if (i < n)
+            {
+                int m = (int)(n - i);
+                float* t = stackalloc float[8];
+                for (int j = 0; j < 8; j++) t[j] = j < m ? x[i + j] : 0f;
+                var keep = Vector256.LessThan(Vector256.Create(Iota), Vector256.Create((float)m));
+                a1 += Vector256.ConditionalSelect(keep, op.Invoke(Vector256.Load(t)), V256.Zero);
+            }
+            return Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
+        float s = 0;
+        for (; i < n; i++) s += op.Invoke(x[i]);
+        return s;
+    }
+
+    /// <summary>Σ op(a[i], b[i]) for i in [0, n).</summary>
+    public static float SumZip<T>(ref T op, float* a, float* b, long n) where T : struct, IBinaryOp
+    {
+        long i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            V512 a0 = V512.Zero, a1 = V512.Zero, a2 = V512.Zero, a3 = V512.Zero;
+            for (; i + 64 <= n; i += 64)
+            {
+                a0 += op.Invoke(Vector512.Load(a + i), Vector512.Load(b + i));
+                a1 += op.Invoke(Vector512.Load(a + i + 16), Vector512.Load(b + i + 16));
+                a2 += op.Invoke(Vector512.Load(a + i + 32), Vector512.Load(b + i + 32));
+                a3 += op.Invoke(Vector512.Load(a + i + 48), Vector512.Load(b + i + 48));
+            }
+            for (; i + 16 <= n; i += 16) a0 += op.Invoke(Vector512.Load(a + i), Vector512.Load(b + i));
+            if (i < n)
+            {
+                int m = (int)(n - i);
+                float* ta = stackalloc float[16];
+                float* tb = stackalloc float[16];
+                for (int j = 0; j < 16; j++) { ta[j] = j < m ? a[i + j] : 0f; tb[j] = j < m ? b[i + j] : 0f; }
+                var keep = Vector512.LessThan(Vector512.Create(Iota), Vector512.Create((float)m));
+                a1 += Vector512.ConditionalSelect(keep, op.Invoke(Vector512.Load(ta), Vector512.Load(tb)), V512.Zero);
+            }
+            return Vector512.Sum((a0 + a1) + (a2 + a3));
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            V256 a0 = V256.Zero, a1 = V256.Zero, a2 = V256.Zero, a3 = V256.Zero;
+            for (; i + 32 <= n; i += 32)
+            {
+                a0 += op.Invoke(Vector256.Load(a + i), Vector256.Load(b + i));
+                a1 += op.Invoke(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8));
+                a2 += op.Invoke(Vector256.Load(a + i + 16), Vector256.Load(b + i + 16));
+                a3 += op.Invoke(Vector256.Load(a + i + 24), Vector256.Load(b + i + 24));
+            }
+            for (; i + 8 <= n; i += 8) a0 += op.Invoke(Vector256.Load(a + i), Vector256.Load(b + i));
+            if (i < n)
+            {
+                int m = (int)(n - i);
+                float* ta = stackalloc float[8];
+                float* tb = stackalloc float[8];
+                for (int j = 0; j < 8; j++) { ta[j] = j < m ? a[i + j] : 0f; tb[j] = j < m ? b[i + j] : 0f; }
+                var keep = Vector256.LessThan(Vector256.Create(Iota), Vector256.Create((float)m));
+                a1 += Vector256.ConditionalSelect(keep, op.Invoke(Vector256.Load(ta), Vector256.Load(tb)), V256.Zero);
+            }
+            return Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
+        float s = 0;
+        for (; i < n; i++) s += op.Invoke(a[i], b[i]);
+        return s;
+    }
+
+    /// <summary>Σ x[i].</summary>
+    public static float Sum(float* x, long n) { var op = new Identity(); return SumMap(ref op, x, n); }
+
+    /// <summary>Σ a[i]·b[i].</summary>
+    public static float Dot(float* a, float* b, long n) { var op = new Product(); return SumZip(ref op, a, b, n); }
+
+    /// <summary>Σ (x[i] - c)².</summary>
+    public static float SumSquaredDiff(float* x, long n, float c) { var op = new SquaredDiff(c); return SumMap(ref op, x, n); }
+
+    /// <summary>Σ exp(x[i] - shift).</summary>
+    public static float SumExp(float* x, long n, float shift) { var op = new ExpShift(shift); return SumMap(ref op, x, n); }
+
+    /// <summary>max x[i] over a non-empty row; NaN if any element is NaN (IEEE maximum).</summary>
+    public static float Max(float* x, long n)
+    {
+        long i = 0;
+        float r = float.NegativeInfinity;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var m0 = Vector512.Create(float.NegativeInfinity);
+            var m1 = m0;
+            for (; i + 32 <= n; i += 32)
+            {
+                m0 = Vector512.Max(m0, Vector512.Load(x + i));
+                m1 = Vector512.Max(m1, Vector512.Load(x + i + 16));
+            }
+            // the tail re-reads the last full vector: max is idempotent, so overlap is harmless
+            for (; i + 16 <= n; i += 16) m0 = Vector512.Max(m0, Vector512.Load(x + i));
+            if (i < n) m1 = Vector512.Max(m1, Vector512.Load(x + n - 16));
+            m0 = Vector512.Max(m0, m1);
+            var h = Vector256.Max(m0.GetLower(), m0.GetUpper());
+            var q = Vector128.Max(h.GetLower(), h.GetUpper());
+            for (int j = 0; j < 4; j++) r = MaxNaN(r, q.GetElement(j));
+            return r;
+        }
+        if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            var m0 = Vector256.Create(float.NegativeInfinity);
+            for (; i + 8 <= n; i += 8) m0 = Vector256.Max(m0, Vector256.Load(x + i));
+            if (i < n) m0 = Vector256.Max(m0, Vector256.Load(x + n - 8));
+            var q = Vector128.Max(m0.GetLower(), m0.GetUpper());
+            for (int j = 0; j < 4; j++) r = MaxNaN(r, q.GetElement(j));
+            return r;
+        }
+        for (; i < n; i++) r = MaxNaN(r, x[i]);
+        return r;
+    }
+
+    /// <summary>IEEE maximum: NaN if either is NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxNaN(float a, float b) => float.IsNaN(a) || float.IsNaN(b) ? float.NaN : a >= b ? a : b;
+
+    /// <summary>Index of the first element equal to <paramref name="max"/> (or the first NaN when it is NaN).</summary>
+    public static long IndexOfFirst(float* x, long n, long step, float max)
+    {
+        if (float.IsNaN(max))
+        {
+            for (long i = 0; i < n; i++) if (float.IsNaN(x[i * step])) return i;
+        }
+        else
+        {
+            for (long i = 0; i < n; i++) if (x[i * step] == max) return i;
+        }
+        return 0;
+    }
+
+    struct Identity : IUnaryOp
+    {
+        public float Invoke(float x) => x;
+        public V256 Invoke(V256 x) => x;
+        public V512 Invoke(V512 x) => x;
+    }
+
+    struct Product : IBinaryOp
+    {
+        public float Invoke(float a, float b) => a * b;
+        public V256 Invoke(V256 a, V256 b) => a * b;
+        public V512 Invoke(V512 a, V512 b) => a * b;
+    }
+
+    struct SquaredDiff(float c) : IUnaryOp
+    {
+        public float Invoke(float x) { float d = x - c; return d * d; }
+        public V256 Invoke(V256 x) { var d = x - Vector256.Create(c); return d * d; }
+        public V512 Invoke(V512 x) { var d = x - Vector512.Create(c); return d * d; }
+    }
+
+    /// <summary>exp(x - shift).</summary>
+    public struct ExpShift(float shift) : IUnaryOp
+    {
+        public float Invoke(float x) => MathF.Exp(x - shift);
+        public V256 Invoke(V256 x) => Vector256.Exp(x - Vector256.Create(shift));
+        public V512 Invoke(V512 x) => Vector512.Exp(x - Vector512.Create(shift));
+    }
+}
