@@ -41,9 +41,9 @@ public static unsafe partial class Ops
             if (!t.DType.IsFloat()) throw new ArgumentException($"{op}: {t.Describe()} is not a float tensor");
 
         using var masks = AttentionMasks.Build(op, B, Hq, Tq, Tk, mask, keyLengths, keyValid, segmentIds);
-        using var qc = Contiguous(q, DType.F32);
-        using var kc = Contiguous(k, DType.F32);
-        using var vc = Contiguous(v, DType.F32);
+        using var qc = ContiguousF32(q, op);
+        using var kc = ContiguousF32(k, op);
+        using var vc = ContiguousF32(v, op);
         var p = masks.Problem(B, Hq, Hkv, Tq, Tk, D, scale ?? 1f / MathF.Sqrt(D), causal);
 
         var o = Tensor.Empty([B, Hq, Tq, D]);
@@ -79,7 +79,7 @@ public static unsafe partial class Ops
     {
         int B = p.B, Hq = p.Hq, Hkv = p.Hkv, Tq = p.Tq, Tk = p.Tk, D = p.D;
         long qRows = (long)B * Hq * Tq;
-        using var gc = Contiguous(g, DType.F32);
+        using var gc = ContiguousF32(g, "ScaledDotProductAttention backward");
         // Δ_i = Σ_d dO[i, d]·O[i, d], the row term of the softmax gradient
         using var delta = Tensor.Empty([B, Hq, Tq]);
         float* gp = gc.F32Ptr, op = o.F32Ptr, dp = delta.F32Ptr;
@@ -152,7 +152,7 @@ public static unsafe partial class Ops
             {
                 if (mask.Rank > 4) throw new ArgumentException($"{op}: mask {mask.Describe()} has more than 4 dims");
                 if (mask.DType == DType.Bool) m._mask = BoolToAdditive(mask);
-                else if (mask.DType.IsFloat()) m._mask = Contiguous(mask, DType.F32);
+                else if (mask.DType.IsFloat()) m._mask = ContiguousF32(mask, op);
                 else throw new ArgumentException($"{op}: mask {mask.Describe()} must be float (additive) or Bool");
                 try { m._maskStrides = BroadcastStrides(m._mask, [B, Hq, Tq, Tk]); }
                 catch (ArgumentException) { throw new ArgumentException($"{op}: mask {mask.Describe()} does not broadcast to [B={B}, Hq={Hq}, Tq={Tq}, Tk={Tk}]"); }
