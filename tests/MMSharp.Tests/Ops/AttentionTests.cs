@@ -1,7 +1,7 @@
 using MMSharp.Engine;
 using Xunit.Abstractions;
 
-namespace MMSharp.Tests.OpChecks;
+namespace MMSharp.Tests.EngineOps;
 
 /// <summary>Attention at sequence lengths the op table cannot afford: accuracy on sampled rows and memory of the backward.</summary>
 public sealed class AttentionTests(ITestOutputHelper output)

@@ -1,7 +1,7 @@
 using MMSharp.Engine;
 using MMSharp.Engine.Autograd;
 
-namespace MMSharp.Tests.OpChecks; // not "MMSharp.Tests.Ops": that would shadow the Engine.Ops class in the whole test assembly
+namespace MMSharp.Tests.EngineOps;
 
 /// <summary>Dropout and drop-path: statistics, scaling, determinism and backward (no float64 reference exists for random masks).</summary>
 public sealed class DropoutTests
