@@ -23,6 +23,8 @@ public static class ElementwiseCases
         yield return new OpCase(op, [F(5, 3), B(1)], x => run(x[0], x[1]), r => RefTensor.Zip(r[0], r[1], f)) { Variant = "scalar-right" };
         // non-contiguous operands
         yield return new OpCase(op, [F(7, 3), B(3, 7)], x => run(x[0].Transpose(0, 1), x[1]), r => RefTensor.Zip(T(r[0]), r[1], f)) { Variant = "transposed" };
+        // large enough for the 64 x 64 tiled walk of transposed operands (with partial tiles)
+        yield return new OpCase(op, [F(20, 70), B(70, 20)], x => run(x[0].Transpose(0, 1), x[1]), r => RefTensor.Zip(T(r[0]), r[1], f)) { Variant = "transposed-tiled" };
         yield return new OpCase(op, [F(3, 9), B(9, 3)], x => run(x[0].Narrow(1, 2, 5), x[1].Transpose(0, 1).Narrow(1, 1, 5)),
             r => RefTensor.Zip(r[0].Gather([3, 5], [9, 1], 2), T(r[1]).Gather([3, 5], [9, 1], 1), f)) { Variant = "narrowed" };
     }

@@ -22,6 +22,13 @@ public static unsafe partial class Ops
     {
         if (!x.DType.IsFloat()) throw new ArgumentException($"{op}: {x.Describe()} must be a floating tensor");
         if (x.DType == DType.F32 && x.IsContiguous) return x.Alias(register: false);
+        if (x.DType == DType.F32)
+        {
+            // strided F32: the parallel, tiled copy of the pointwise driver (transposes are common here)
+            var y = Tensor.Empty(x.Shape);
+            VectorLoop.Map(new IdentityOp(), x.Shape, x.F32Ptr, x.Strides, y.F32Ptr);
+            return y;
+        }
         using (GradMode.NoGrad()) return Clone(x, DType.F32);
     }
 

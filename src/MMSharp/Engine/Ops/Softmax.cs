@@ -58,7 +58,7 @@ public static unsafe partial class Ops
         if (!moved) return y;
         using var back = Transpose(y, dim, last);
         y.Dispose();
-        return Clone(back);
+        return ContiguousF32(back, name);
     }
 
     static void ForRows(long rows, int v, Action<long> row) =>
