@@ -63,6 +63,8 @@ public static class ElementwiseCases
             yield return new OpCase("neg", [F(s)], x => -x[0], r => RefTensor.Map(r[0], v => -v));
         }
         yield return new OpCase("neg", [F(6, 4)], x => -x[0].Transpose(0, 1), r => RefTensor.Map(T(r[0]), v => -v)) { Variant = "transposed" };
+        yield return new OpCase("mul", [F(3, 17), Mask(0.5, 3, 17)], x => x[0] * x[1], r => RefTensor.Zip(r[0], r[1], (a, b) => a * b)) { Variant = "bool-mask" };
+        yield return new OpCase("mul", [F(2, 7), Idx(5, 7)], x => x[0] * x[1], r => RefTensor.Zip(r[0], r[1], (a, b) => a * b)) { Variant = "i64" };
         yield return new OpCase("add_scalar", [BF16(3, 17)], x => x[0] + 1f, r => RefTensor.Map(r[0], v => v + 1)) { Variant = "bf16-input", CheckGrad = false };
     }
 

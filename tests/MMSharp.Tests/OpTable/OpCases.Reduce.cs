@@ -43,6 +43,8 @@ public static class ReduceCases
             yield return new OpCase("max_all", [F(s)], x => Ops.Max(x[0]), r => new RefTensor([], [r[0].Data.Max()])) { CheckFp32FiniteDifference = false };
             yield return new OpCase("argmax_all", [F(s)], x => Ops.ArgMax(x[0]), r => new RefTensor([], [ArgMax(r[0].Data)])) { CheckGrad = false };
         }
+        yield return new OpCase("sum_all", [Mask(0.3, 5, 33)], x => Ops.Sum(x[0]), r => new RefTensor([], [r[0].Data.Sum()])) { Variant = "bool", CheckGrad = false };
+        yield return new OpCase("sum", [Mask(0.3, 5, 33)], x => Ops.Sum(x[0], 1), r => ReduceDim(r[0], 1, false, a => a.Sum())) { Variant = "bool", CheckGrad = false };
         yield return new OpCase("mean_all", [F(4, 6)], x => Ops.Mean(x[0].Transpose(0, 1).Narrow(0, 1, 3)),
             r => new RefTensor([], [T(r[0]).Gather([3, 4], [4, 1], 4).Data.Average()])) { Variant = "non-contiguous" };
         // ties: the first index wins (and gets the whole gradient)

@@ -66,6 +66,63 @@ public static unsafe class RowReduce
         return s;
     }
 
+    /// <summary>y[i] = op(x[i]) and returns Σ y[i] (one pass; y may alias x).</summary>
+    public static float MapSum<T>(ref T op, float* x, float* y, long n) where T : struct, IUnaryOp
+    {
+        long i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            V512 a0 = V512.Zero, a1 = V512.Zero;
+            for (; i + 32 <= n; i += 32)
+            {
+                var r0 = op.Invoke(Vector512.Load(x + i));
+                var r1 = op.Invoke(Vector512.Load(x + i + 16));
+                r0.Store(y + i); r1.Store(y + i + 16);
+                a0 += r0; a1 += r1;
+            }
+            for (; i + 16 <= n; i += 16) { var r0 = op.Invoke(Vector512.Load(x + i)); r0.Store(y + i); a0 += r0; }
+            if (i < n)
+            {
+                int m = (int)(n - i);
+                float* t = stackalloc float[16];
+                for (int j = 0; j < 16; j++) t[j] = j < m ? x[i + j] : 0f;
+                var keep = Vector512.LessThan(Vector512.Create(Iota), Vector512.Create((float)m));
+                var r = Vector512.ConditionalSelect(keep, op.Invoke(Vector512.Load(t)), V512.Zero);
+                r.Store(t);
+                for (int j = 0; j < m; j++) y[i + j] = t[j];
+                a1 += r;
+            }
+            return Vector512.Sum(a0 + a1);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            V256 a0 = V256.Zero, a1 = V256.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                var r0 = op.Invoke(Vector256.Load(x + i));
+                var r1 = op.Invoke(Vector256.Load(x + i + 8));
+                r0.Store(y + i); r1.Store(y + i + 8);
+                a0 += r0; a1 += r1;
+            }
+            for (; i + 8 <= n; i += 8) { var r0 = op.Invoke(Vector256.Load(x + i)); r0.Store(y + i); a0 += r0; }
+            if (i < n)
+            {
+                int m = (int)(n - i);
+                float* t = stackalloc float[8];
+                for (int j = 0; j < 8; j++) t[j] = j < m ? x[i + j] : 0f;
+                var keep = Vector256.LessThan(Vector256.Create(Iota), Vector256.Create((float)m));
+                var r = Vector256.ConditionalSelect(keep, op.Invoke(Vector256.Load(t)), V256.Zero);
+                r.Store(t);
+                for (int j = 0; j < m; j++) y[i + j] = t[j];
+                a1 += r;
+            }
+            return Vector256.Sum(a0 + a1);
+        }
+        float s = 0;
+        for (; i < n; i++) { float r = op.Invoke(x[i]); y[i] = r; s += r; }
+        return s;
+    }
+
     /// <summary>Σ op(a[i], b[i]) for i in [0, n).</summary>
     public static float SumZip<T>(ref T op, float* a, float* b, long n) where T : struct, IBinaryOp
     {

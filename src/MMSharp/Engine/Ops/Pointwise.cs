@@ -9,18 +9,17 @@ namespace MMSharp.Engine;
 public static unsafe partial class Ops
 {
     /// <summary>An F32 tensor over <paramref name="x"/>'s elements (any strides): a plain alias when it is
-    /// already F32, a converted copy otherwise. Never records a graph node; dispose after use.</summary>
+    /// already F32, a converted copy otherwise (BF16/F16 widen; integer and Bool tensors become their
+    /// values, so a Bool mask multiplies as 0/1). Never records a graph node; dispose after use.</summary>
     internal static Tensor AsF32(Tensor x, string op)
     {
         if (x.DType == DType.F32) return x.Alias(register: false);
-        if (!x.DType.IsFloat()) throw new ArgumentException($"{op}: {x.Describe()} must be a floating tensor");
         using (GradMode.NoGrad()) return Clone(x, DType.F32);
     }
 
     /// <summary>A contiguous F32 tensor with <paramref name="x"/>'s elements (alias if possible). No graph.</summary>
     internal static Tensor ContiguousF32(Tensor x, string op)
     {
-        if (!x.DType.IsFloat()) throw new ArgumentException($"{op}: {x.Describe()} must be a floating tensor");
         if (x.DType == DType.F32 && x.IsContiguous) return x.Alias(register: false);
         if (x.DType == DType.F32)
         {
