@@ -69,7 +69,7 @@ public static unsafe partial class Ops
     {
         if (!needed || g == null) { if (temporary) g?.Dispose(); return null; }
         if (g.Shape.AsSpan().SequenceEqual(shape)) return g;
-        var r = SumToShape(g, shape);
+        var r = SumLeadingDims(g, shape) ?? SumToShape(g, shape);
         if (temporary) g.Dispose();
         return r;
     }
