@@ -61,9 +61,9 @@ public static unsafe class RowReduce
             }
             return Vector256.Sum((a0 + a1) + (a2 + a3));
         }
-        float s = 0;
+        double s = 0; // scalar fallback: one sequential chain, so accumulate in double
         for (; i < n; i++) s += op.Invoke(x[i]);
-        return s;
+        return (float)s;
     }
 
     /// <summary>y[i] = op(x[i]) and returns Σ y[i] (one pass; y may alias x).</summary>
@@ -118,9 +118,9 @@ public static unsafe class RowReduce
             }
             return Vector256.Sum(a0 + a1);
         }
-        float s = 0;
+        double s = 0;
         for (; i < n; i++) { float r = op.Invoke(x[i]); y[i] = r; s += r; }
-        return s;
+        return (float)s;
     }
 
     /// <summary>Σ op(a[i], b[i]) for i in [0, n).</summary>
@@ -171,9 +171,9 @@ public static unsafe class RowReduce
             }
             return Vector256.Sum((a0 + a1) + (a2 + a3));
         }
-        float s = 0;
+        double s = 0;
         for (; i < n; i++) s += op.Invoke(a[i], b[i]);
-        return s;
+        return (float)s;
     }
 
     /// <summary>Σ x[i].</summary>
