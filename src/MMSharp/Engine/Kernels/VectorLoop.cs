@@ -61,7 +61,6 @@ public static unsafe class VectorLoop
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void MapContiguous<T>(ref T op, float* x, float* y, long n) where T : struct, IUnaryOp
     {
         long i = 0;
@@ -105,7 +104,6 @@ public static unsafe class VectorLoop
         else for (; i < n; i++) y[i] = op.Invoke(x[i]);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void ZipContiguous<T>(ref T op, float* a, float* b, float* y, long n) where T : struct, IBinaryOp
     {
         long i = 0;
