@@ -11,6 +11,7 @@ namespace MMSharp.Engine.Kernels;
 /// in the body, the tail through a masked vector, and a fixed combination order: the result depends
 /// only on the row's values and length, never on threads or alignment.
 /// </summary>
+[SkipLocalsInit] // stack buffers for tails are always written before they are read
 public static unsafe class RowReduce
 {
     static ReadOnlySpan<float> Iota => [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];

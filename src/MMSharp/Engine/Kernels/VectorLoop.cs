@@ -27,6 +27,7 @@ public interface IBinaryOp
 /// relative to a chunk or row boundary (results are identical for every thread count and layout).
 /// Widest available vectors: Vector512, else Vector256, else scalar.
 /// </summary>
+[SkipLocalsInit] // stack buffers for tails are always written before they are read
 public static unsafe class VectorLoop
 {
     const int Block = 64; // elements staged at a time for strided runs (a multiple of every vector width)
@@ -241,6 +242,7 @@ public interface ISegmentOp { void Run(ReadOnlySpan<long> off, long n, ReadOnlyS
 /// index range is cut into one chunk per thread at multiples of 64 elements and each chunk is
 /// walked row by row. Every element is visited exactly once and chunks write disjoint outputs.
 /// </summary>
+[SkipLocalsInit] // stack buffers for tails are always written before they are read
 public static class NdWalk
 {
     public static void Run<T>(int[] shape, long[][] strides, ref T op, long grain) where T : struct, ISegmentOp
