@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using MMSharp.Engine.Kernels;
 
 namespace MMSharp.Vision;
 
@@ -11,8 +12,8 @@ namespace MMSharp.Vision;
 /// <remarks>
 /// All scans are decoded into per-component coefficient arrays first (so sequential multi-scan and
 /// progressive files share one path), then each component is inverse-transformed, upsampled and
-/// colour-converted. Progressive block smoothing does not apply: libjpeg only smooths while
-/// coefficients are still incomplete, and a complete file leaves none incomplete.
+/// colour-converted. Progressive files whose scans leave low-frequency coefficients unrefined get
+/// libjpeg-turbo's block smoothing (<see cref="JpegBlockSmoothing"/>), as in Pillow.
 /// Truncated or corrupt entropy data throws (libjpeg would pad with zeros and warn; Pillow raises
 /// "image file is truncated" for files that end early).
 /// Not supported (clear error): arithmetic coding, lossless/hierarchical, 12-bit, 2-component files.
@@ -36,6 +37,8 @@ internal sealed class JpegDecoder
         public short[] Coef = [];
         public int DcPred;
         public int DcTable, AcTable;
+        // libjpeg coef_bits for zigzag positions 0..9: Al of the last progressive scan that covered it, -1 if none
+        public readonly int[] CoefBits = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
     }
 
     sealed class Huffman
@@ -257,6 +260,9 @@ internal sealed class JpegDecoder
             c.DcPred = 0;
         }
 
+        if (_progressive)
+            foreach (var c in scomp)
+                for (int k = ss; k <= Math.Min(se, 9); k++) c.CoefBits[k] = al;
         _bits = 0; _nbits = 0; _hitMarker = false; _eobrun = 0; _fakeBits = 0;
         int mcuCount;
         int blocksW = 0;
@@ -513,20 +519,31 @@ internal sealed class JpegDecoder
     {
         int n = _comps.Length;
         var planes = new byte[n][];
+        bool smooth = _progressive && _comps.All(c => c.Quant != null) && JpegBlockSmoothing.Useful(_comps.Select(c => (c.Quant!, c.CoefBits)));
         for (int ci = 0; ci < n; ci++)
         {
             var c = _comps[ci];
             if (c.Quant == null) throw Err($"JPEG component {c.Id} never appears in a scan (truncated file?)");
-            int pitch = c.BlocksW * 8;
-            var plane = new byte[pitch * c.BlocksH * 8];
-            for (int by = 0; by < c.UsedBlocksH; by++)
-                for (int bx = 0; bx < c.UsedBlocksW; bx++)
-                    JpegIdct.Islow(c.Coef.AsSpan((by * c.BlocksW + bx) * 64, 64), c.Quant, plane, by * 8 * pitch + bx * 8, pitch);
-            c.Coef = [];
-            int hx = _hmax / c.H, vx = _vmax / c.V;
             if (_hmax % c.H != 0 || _vmax % c.V != 0)
                 throw Err($"unsupported JPEG sampling: component {c.Id} {c.H}x{c.V} is not an integral fraction of {_hmax}x{_vmax}");
-            planes[ci] = JpegUpsampler.Upsample(plane, pitch, c.DownW, c.DownH, hx, vx, _width, _height, _src);
+            int pitch = c.BlocksW * 8;
+            var plane = new byte[pitch * c.BlocksH * 8];
+            var coef = c.Coef; var quant = c.Quant;
+            int usedW = c.UsedBlocksW, blocksW = c.BlocksW;
+            if (smooth)
+                JpegBlockSmoothing.IdctSmoothed(c.Coef, c.BlocksW, c.UsedBlocksW, c.UsedBlocksH, c.V, _mcusY, c.CoefBits, quant, plane, pitch);
+            else
+            {
+                // blocks are independent: block rows in parallel, each written once
+                Par.ForChunks(c.UsedBlocksH, 4, (b0, b1) =>
+                {
+                    for (int by = (int)b0; by < (int)b1; by++)
+                        for (int bx = 0; bx < usedW; bx++)
+                            JpegIdct.Islow(coef.AsSpan((by * blocksW + bx) * 64, 64), quant, plane, by * 8 * pitch + bx * 8, pitch);
+                });
+            }
+            c.Coef = [];
+            planes[ci] = JpegUpsampler.Upsample(plane, pitch, c.DownW, c.DownH, _hmax / c.H, _vmax / c.V, _width, _height);
         }
         int np = _width * _height;
         var rgb = new byte[np * 3];
@@ -539,11 +556,14 @@ internal sealed class JpegDecoder
         {
             bool isRgb = ColorSpaceIsRgb();
             var p0 = planes[0]; var p1 = planes[1]; var p2 = planes[2];
-            for (int i = 0; i < np; i++)
+            Par.ForChunks(np, 1 << 16, (i0, i1) =>
             {
-                if (isRgb) { rgb[3 * i] = p0[i]; rgb[3 * i + 1] = p1[i]; rgb[3 * i + 2] = p2[i]; }
-                else JpegUpsampler.YccToRgb(p0[i], p1[i], p2[i], out rgb[3 * i], out rgb[3 * i + 1], out rgb[3 * i + 2]);
-            }
+                for (int i = (int)i0; i < (int)i1; i++)
+                {
+                    if (isRgb) { rgb[3 * i] = p0[i]; rgb[3 * i + 1] = p1[i]; rgb[3 * i + 2] = p2[i]; }
+                    else JpegUpsampler.YccToRgb(p0[i], p1[i], p2[i], out rgb[3 * i], out rgb[3 * i + 1], out rgb[3 * i + 2]);
+                }
+            });
         }
         else
         {
