@@ -16,9 +16,10 @@ namespace MMSharp.Vision;
 /// libjpeg-turbo's block smoothing (<see cref="JpegBlockSmoothing"/>), as in Pillow.
 /// Truncated or corrupt entropy data throws (libjpeg would pad with zeros and warn; Pillow raises
 /// "image file is truncated" for files that end early).
-/// Not supported (clear error): arithmetic coding, lossless/hierarchical, 12-bit, 2-component files.
+/// Arithmetic-coded files (SOF9/SOF10) go through <c>JpegArithmetic.cs</c> (libjpeg's jdarith.c).
+/// Not supported (clear error): lossless/hierarchical, 12-bit, 2-component files.
 /// </remarks>
-internal sealed class JpegDecoder
+internal sealed partial class JpegDecoder
 {
     static readonly int[] ZigZag =
     [
@@ -36,6 +37,7 @@ internal sealed class JpegDecoder
         public int DownW, DownH;         // libjpeg's downsampled_width / downsampled_height
         public short[] Coef = [];
         public int DcPred;
+        public int DcContext; // arithmetic coding: DC conditioning category
         public int DcTable, AcTable;
         // libjpeg coef_bits for zigzag positions 0..9: Al of the last progressive scan that covered it, -1 if none
         public readonly int[] CoefBits = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
@@ -81,9 +83,11 @@ internal sealed class JpegDecoder
                 case 0xD9:
                     if (!_sawFrame) throw Err("JPEG has no frame (SOF) before EOI");
                     return Reconstruct();
-                case 0xC0: case 0xC1: case 0xC2: ReadFrame(marker == 0xC2); break;
-                case 0xC3: case 0xC5: case 0xC6: case 0xC7: case 0xC9: case 0xCA: case 0xCB: case 0xCD: case 0xCE: case 0xCF:
-                    throw Err($"unsupported JPEG process (SOF{marker - 0xC0}: lossless, hierarchical or arithmetic coding)");
+                case 0xC0: case 0xC1: case 0xC2: ReadFrame(marker == 0xC2, arithmetic: false); break;
+                case 0xC9: case 0xCA: ReadFrame(marker == 0xCA, arithmetic: true); break;
+                case 0xC3: case 0xC5: case 0xC6: case 0xC7: case 0xCB: case 0xCD: case 0xCE: case 0xCF:
+                    throw Err($"unsupported JPEG process (SOF{marker - 0xC0}: lossless or hierarchical)");
+                case 0xCC: ReadArithmeticConditioning(); break;
                 case 0xC4: ReadHuffmanTables(); break;
                 case 0xDB: ReadQuantTables(); break;
                 case 0xDD:
@@ -186,7 +190,7 @@ internal sealed class JpegDecoder
         }
     }
 
-    void ReadFrame(bool progressive)
+    void ReadFrame(bool progressive, bool arithmetic)
     {
         if (_sawFrame) throw Err("more than one frame (SOF) in JPEG");
         var s = Segment();
@@ -221,6 +225,7 @@ internal sealed class JpegDecoder
             c.Coef = new short[size];
         }
         _progressive = progressive;
+        _arithmetic = arithmetic;
         _sawFrame = true;
     }
 
@@ -255,10 +260,11 @@ internal sealed class JpegDecoder
         foreach (var c in scomp)
         {
             bool needDc = !_progressive || (ss == 0 && ah == 0), needAc = !_progressive || ss > 0;
-            if (needDc && _dc[c.DcTable] == null) throw Err($"scan uses undefined DC Huffman table {c.DcTable}");
-            if (needAc && _ac[c.AcTable] == null) throw Err($"scan uses undefined AC Huffman table {c.AcTable}");
+            if (!_arithmetic && needDc && _dc[c.DcTable] == null) throw Err($"scan uses undefined DC Huffman table {c.DcTable}");
+            if (!_arithmetic && needAc && _ac[c.AcTable] == null) throw Err($"scan uses undefined AC Huffman table {c.AcTable}");
             c.DcPred = 0;
         }
+        if (_arithmetic) ArithmeticResetStatistics(scomp, ss, ah);
 
         if (_progressive)
             foreach (var c in scomp)
@@ -282,12 +288,14 @@ internal sealed class JpegDecoder
                 ExpectRestart(restartsSeen++ & 7);
                 foreach (var c in scomp) c.DcPred = 0;
                 _eobrun = 0;
+                if (_arithmetic) ArithmeticResetStatistics(scomp, ss, ah);
             }
             if (single)
             {
                 var c = scomp[0];
                 int by = m / blocksW, bx = m - by * blocksW;
-                DecodeBlock(c, (by * c.BlocksW + bx) * 64, ss, se, ah, al);
+                if (_arithmetic) DecodeBlockArithmetic(c, (by * c.BlocksW + bx) * 64, ss, se, ah, al);
+                else DecodeBlock(c, (by * c.BlocksW + bx) * 64, ss, se, ah, al);
             }
             else
             {
@@ -295,7 +303,11 @@ internal sealed class JpegDecoder
                 foreach (var c in scomp)
                     for (int v = 0; v < c.V; v++)
                         for (int h = 0; h < c.H; h++)
-                            DecodeBlock(c, ((my * c.V + v) * c.BlocksW + mx * c.H + h) * 64, ss, se, ah, al);
+                        {
+                            int off = ((my * c.V + v) * c.BlocksW + mx * c.H + h) * 64;
+                            if (_arithmetic) DecodeBlockArithmetic(c, off, ss, se, ah, al);
+                            else DecodeBlock(c, off, ss, se, ah, al);
+                        }
             }
         }
         FinishEntropySegment("end of scan");
@@ -340,6 +352,7 @@ internal sealed class JpegDecoder
                     {
                         int b2 = _pos + 1 < _d.Length ? _d[_pos + 1] : -1;
                         if (b2 == 0) _pos += 2;
+                        else if (b2 < 0) { _hitMarker = true; b = 0; _pos = _d.Length; } // a lone 0xFF at the end: truncated
                         else { _hitMarker = true; b = 0; }
                     }
                     else _pos++;
