@@ -4,7 +4,7 @@ using MMSharp.Engine.Kernels;
 namespace MMSharp.Vision;
 
 /// <summary>
-/// Baseline / extended-sequential / progressive Huffman JPEG decoder that reproduces Pillow's
+/// Baseline / extended-sequential / progressive JPEG decoder (Huffman or arithmetic coded) that reproduces Pillow's
 /// <c>convert('RGB')</c> output bit for bit: Pillow decodes through libjpeg-turbo with its defaults
 /// (islow IDCT, fancy upsampling, jdcolor.c tables), reads 4-component files as Adobe-inverted CMYK and
 /// converts CMYK->RGB with its own formula.
@@ -310,7 +310,7 @@ internal sealed partial class JpegDecoder
                         }
             }
         }
-        FinishEntropySegment("end of scan");
+        ResetBitReader();
         // position at the next marker: skip remaining entropy bytes (e.g. trailing padding)
         while (_pos < _d.Length && !(_d[_pos] == 0xFF && _pos + 1 < _d.Length && _d[_pos + 1] != 0 && _d[_pos + 1] != 0xFF))
             _pos++;
@@ -318,7 +318,7 @@ internal sealed partial class JpegDecoder
 
     void ExpectRestart(int n)
     {
-        FinishEntropySegment($"restart interval before RST{n}");
+        ResetBitReader();
         while (_pos < _d.Length && !(_d[_pos] == 0xFF && _pos + 1 < _d.Length && _d[_pos + 1] != 0 && _d[_pos + 1] != 0xFF))
             _pos++;
         if (_pos + 1 >= _d.Length) throw Err("truncated JPEG: file ends inside a scan (restart marker missing)");
@@ -328,7 +328,7 @@ internal sealed partial class JpegDecoder
         _bits = 0; _nbits = 0; _hitMarker = false;
     }
 
-    void FinishEntropySegment(string where)
+    void ResetBitReader()
     {
         _bits = 0; _nbits = 0; _fakeBits = 0;
     }
