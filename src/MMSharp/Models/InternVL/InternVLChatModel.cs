@@ -150,12 +150,12 @@ public sealed class InternVLChatModel : Module
 
     static Tensor SelectFlagged(Tensor features, Tensor? imageFlags)
     {
-        if (imageFlags == null) return features.Alias(register: false);
+        if (imageFlags == null) return Ops.Contiguous(features);   // an alias that keeps the autograd link
         if (imageFlags.NumEl != features.Shape[0])
             throw new ArgumentException($"InternVLChatModel: image_flags {imageFlags.Describe()} must have one entry per tile ({features.Shape[0]})");
         var keep = new List<long>();
         for (long i = 0; i < imageFlags.NumEl; i++) if (imageFlags.GetFlat(i) == 1f) keep.Add(i);
-        if (keep.Count == features.Shape[0]) return features.Alias(register: false);
+        if (keep.Count == features.Shape[0]) return Ops.Contiguous(features);
         using var idx = Tensor.FromArray(keep.ToArray(), keep.Count);
         return Ops.IndexSelect(features, 0, idx);
     }
@@ -188,6 +188,86 @@ public sealed class InternVLChatModel : Module
         _tap?.Invoke("logits", logits);
         return logits;
     }
+
+    // ---------------------------------------------------------------- loading
+
+    /// <summary>
+    /// Loads a Hugging Face InternVL chat checkpoint directory: config.json, then model.safetensors or a sharded
+    /// model.safetensors.index.json. Weights keep their stored dtype and stay memory-mapped (no copy).
+    /// Every missing, unexpected and wrongly shaped tensor is reported in one <see cref="StateDictMismatchException"/>.
+    /// <c>language_model.lm_head.weight</c> is expected; only when the checkpoint lacks it is the head tied to the
+    /// embeddings (recorded in <see cref="LoadNotes"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is taken from
+    /// <paramref name="imgContextTokenId"/> or the directory's added_tokens.json / tokenizer.json / tokenizer_config.json.
+    /// </summary>
+    public static InternVLChatModel FromPretrained(string directory, int? imgContextTokenId = null,
+        DTypePolicy dtypes = DTypePolicy.KeepStored)
+    {
+        var config = InternVLChatConfig.Load(directory);
+        using var reader = CheckpointReader.Open(directory);
+        var notes = new List<string>();
+        const string head = "language_model.lm_head.weight";
+        bool tie = !reader.Has(head);
+        if (tie)
+        {
+            if (!reader.Has("language_model.model.embed_tokens.weight"))
+                notes.Add($"{head} and language_model.model.embed_tokens.weight are both missing");
+            else
+                notes.Add($"{head} is not in {reader.Source}: lm_head is tied to language_model.model.embed_tokens.weight");
+        }
+        if (config.PsVersion == "v1") notes.Add("ps_version v1: image tokens are column-major (as the official code warns)");
+        if (config.SelectLayer != -1) notes.Add($"select_layer {config.SelectLayer}: vision features come from {config.VisionLayersUsed} of {config.Vision.NumHiddenLayers} layers");
+
+        var model = new InternVLChatModel(config, config.TorchDType, tieLmHead: tie);
+        try
+        {
+            model.LoadStateDict(reader, strict: true, dtypes);
+            model.ImgContextTokenId = imgContextTokenId ?? FindAddedTokenId(directory, "<IMG_CONTEXT>");
+            if (model.ImgContextTokenId is int id && (id < 0 || id >= config.Llm.VocabSize))
+                throw new ModelConfigException($"{directory}: <IMG_CONTEXT> id {id} is outside the vocabulary [0, {config.Llm.VocabSize})");
+            if (model.ImgContextTokenId == null) notes.Add("<IMG_CONTEXT> id not found in the tokenizer files; set ImgContextTokenId before passing images");
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        model.LoadNotes = notes;
+        model.Eval();
+        return model;
+    }
+
+    /// <summary>
+    /// Id of an added token from the tokenizer files next to a checkpoint: added_tokens.json ({token: id}),
+    /// tokenizer.json (added_tokens[].content/id) or tokenizer_config.json (added_tokens_decoder); null when absent.
+    /// </summary>
+    public static int? FindAddedTokenId(string directory, string token)
+    {
+        string added = Path.Combine(directory, "added_tokens.json");
+        if (File.Exists(added))
+        {
+            using var d = JsonDocument.Parse(File.ReadAllText(added));
+            if (d.RootElement.TryGetProperty(token, out var v) && v.TryGetInt32(out int id)) return id;
+        }
+        string tok = Path.Combine(directory, "tokenizer.json");
+        if (File.Exists(tok))
+        {
+            using var d = JsonDocument.Parse(File.ReadAllText(tok));
+            if (d.RootElement.TryGetProperty("added_tokens", out var list) && list.ValueKind == JsonValueKind.Array)
+                foreach (var t in list.EnumerateArray())
+                    if (t.TryGetProperty("content", out var c) && c.GetString() == token && t.TryGetProperty("id", out var i)) return i.GetInt32();
+        }
+        string cfg = Path.Combine(directory, "tokenizer_config.json");
+        if (File.Exists(cfg))
+        {
+            using var d = JsonDocument.Parse(File.ReadAllText(cfg));
+            if (d.RootElement.TryGetProperty("added_tokens_decoder", out var dec) && dec.ValueKind == JsonValueKind.Object)
+                foreach (var p in dec.EnumerateObject())
+                    if (p.Value.TryGetProperty("content", out var c) && c.GetString() == token && int.TryParse(p.Name, out int id)) return id;
+        }
+        return null;
+    }
+
+    // ---------------------------------------------------------------- generation
 
     /// <summary>A KV cache for this model's LLM holding up to <paramref name="maxLength"/> tokens per row.</summary>
     public KvCache NewCache(int batch, int maxLength) => KvCache.For(Config.Llm, batch, maxLength);
@@ -274,83 +354,5 @@ public sealed class InternVLChatModel : Module
     {
         using var am = Ops.ArgMax(logits, -1);
         return am.GetFlatLong(am.NumEl - 1);
-    }
-
-    // ---------------------------------------------------------------- loading
-
-    /// <summary>
-    /// Loads a Hugging Face InternVL chat checkpoint directory: config.json, then model.safetensors or a sharded
-    /// model.safetensors.index.json. Weights keep their stored dtype and stay memory-mapped (no copy).
-    /// Every missing, unexpected and wrongly shaped tensor is reported in one <see cref="StateDictMismatchException"/>.
-    /// <c>language_model.lm_head.weight</c> is expected; only when the checkpoint lacks it is the head tied to the
-    /// embeddings (recorded in <see cref="LoadNotes"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is taken from
-    /// <paramref name="imgContextTokenId"/> or the directory's added_tokens.json / tokenizer.json / tokenizer_config.json.
-    /// </summary>
-    public static InternVLChatModel FromPretrained(string directory, int? imgContextTokenId = null,
-        DTypePolicy dtypes = DTypePolicy.KeepStored)
-    {
-        var config = InternVLChatConfig.Load(directory);
-        using var reader = CheckpointReader.Open(directory);
-        var notes = new List<string>();
-        const string head = "language_model.lm_head.weight";
-        bool tie = !reader.Has(head);
-        if (tie)
-        {
-            if (!reader.Has("language_model.model.embed_tokens.weight"))
-                notes.Add($"{head} and language_model.model.embed_tokens.weight are both missing");
-            else
-                notes.Add($"{head} is not in {reader.Source}: lm_head is tied to language_model.model.embed_tokens.weight");
-        }
-        if (config.PsVersion == "v1") notes.Add("ps_version v1: image tokens are column-major (as the official code warns)");
-        if (config.SelectLayer != -1) notes.Add($"select_layer {config.SelectLayer}: vision features come from {config.VisionLayersUsed} of {config.Vision.NumHiddenLayers} layers");
-
-        var model = new InternVLChatModel(config, config.TorchDType, tieLmHead: tie);
-        try
-        {
-            model.LoadStateDict(reader, strict: true, dtypes);
-            model.ImgContextTokenId = imgContextTokenId ?? FindAddedTokenId(directory, "<IMG_CONTEXT>");
-            if (model.ImgContextTokenId is int id && (id < 0 || id >= config.Llm.VocabSize))
-                throw new ModelConfigException($"{directory}: <IMG_CONTEXT> id {id} is outside the vocabulary [0, {config.Llm.VocabSize})");
-            if (model.ImgContextTokenId == null) notes.Add("<IMG_CONTEXT> id not found in the tokenizer files; set ImgContextTokenId before passing images");
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        model.LoadNotes = notes;
-        model.Eval();
-        return model;
-    }
-
-    /// <summary>
-    /// Id of an added token from the tokenizer files next to a checkpoint: added_tokens.json ({token: id}),
-    /// tokenizer.json (added_tokens[].content/id) or tokenizer_config.json (added_tokens_decoder); null when absent.
-    /// </summary>
-    public static int? FindAddedTokenId(string directory, string token)
-    {
-        string added = Path.Combine(directory, "added_tokens.json");
-        if (File.Exists(added))
-        {
-            using var d = JsonDocument.Parse(File.ReadAllText(added));
-            if (d.RootElement.TryGetProperty(token, out var v) && v.TryGetInt32(out int id)) return id;
-        }
-        string tok = Path.Combine(directory, "tokenizer.json");
-        if (File.Exists(tok))
-        {
-            using var d = JsonDocument.Parse(File.ReadAllText(tok));
-            if (d.RootElement.TryGetProperty("added_tokens", out var list) && list.ValueKind == JsonValueKind.Array)
-                foreach (var t in list.EnumerateArray())
-                    if (t.TryGetProperty("content", out var c) && c.GetString() == token && t.TryGetProperty("id", out var i)) return i.GetInt32();
-        }
-        string cfg = Path.Combine(directory, "tokenizer_config.json");
-        if (File.Exists(cfg))
-        {
-            using var d = JsonDocument.Parse(File.ReadAllText(cfg));
-            if (d.RootElement.TryGetProperty("added_tokens_decoder", out var dec) && dec.ValueKind == JsonValueKind.Object)
-                foreach (var p in dec.EnumerateObject())
-                    if (p.Value.TryGetProperty("content", out var c) && c.GetString() == token && int.TryParse(p.Name, out int id)) return id;
-        }
-        return null;
     }
 }
