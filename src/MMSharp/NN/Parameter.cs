@@ -61,7 +61,7 @@ public abstract class TensorSlot
             throw new ArgumentException($"{Kind} '{LocalName}': cannot set {value.Describe()} into shape {Tensor.ShapeString(Shape)}");
         Tensor alias;
         using (TensorScope.Suspend()) alias = value.Alias(register: false); // lives as long as the module, not a scope
-        alias.Name = value.Name ?? LocalName;
+        alias.Name = value.Name ?? (LocalName.Length > 0 ? LocalName : null);
         var old = _data;
         _data = alias;
         _shape = (int[])alias.Shape.Clone();

@@ -112,35 +112,27 @@ public sealed class Qwen2Tokenizer
     /// <summary>Loads HF's fast-tokenizer file; sibling config files, if present, supply eos/pad names.</summary>
     public static Qwen2Tokenizer FromTokenizerJson(string path)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-        var root = doc.RootElement;
-        var model = root.GetProperty("model");
-        if (model.TryGetProperty("type", out var type) && type.GetString() != "BPE")
+        var file = HfTokenizerJson.ReadFast(File.ReadAllBytes(path), path);
+        var model = file.ModelFields;
+        if (model.TryGetValue("type", out var type) && type.GetString() != "BPE")
             throw new NotSupportedException($"{path}: model.type '{type.GetString()}' is not BPE.");
-        if (model.TryGetProperty("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True)
+        if (model.TryGetValue("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True)
             throw new NotSupportedException($"{path}: byte_fallback BPE is not a byte-level (Qwen2) tokenizer.");
-        CheckPreTokenizer(root, path);
-
-        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var p in model.GetProperty("vocab").EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
-        var merges = new List<(string, string)>();
-        foreach (var m in model.GetProperty("merges").EnumerateArray())
-        {
-            if (m.ValueKind == JsonValueKind.String) merges.Add(SplitMerge(m.GetString()!, path));
-            else merges.Add((m[0].GetString()!, m[1].GetString()!));   // newer format: ["a", "b"]
-        }
-        bool ignoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
+        if (file.Vocab.Count == 0) throw new InvalidDataException($"{path}: model.vocab is missing or empty.");
+        file.TopLevel.TryGetValue("pre_tokenizer", out var preTokenizer);
+        CheckPreTokenizer(preTokenizer, path);
+        bool ignoreMerges = model.TryGetValue("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
 
         var added = new List<AddedToken>();
-        if (root.TryGetProperty("added_tokens", out var at))
+        if (file.TopLevel.TryGetValue("added_tokens", out var at))
             foreach (var t in at.EnumerateArray())
                 added.Add(new AddedToken(t.GetProperty("id").GetInt32(), t.GetProperty("content").GetString()!,
                     Flag(t, "special"), Flag(t, "lstrip"), Flag(t, "rstrip"), Flag(t, "single_word"), Flag(t, "normalized")));
 
-        bool nfc = HasNfc(root);
+        bool nfc = file.TopLevel.TryGetValue("normalizer", out var normalizer) && HasNfc(normalizer);
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         var (config, specialMap) = ReadConfigs(dir);
-        return new Qwen2Tokenizer(new BpeModel(vocab, merges, ignoreMerges), added, nfc, config, specialMap);
+        return new Qwen2Tokenizer(new BpeModel(file.Vocab, file.Merges, ignoreMerges), added, nfc, config, specialMap);
     }
 
     /// <summary>
@@ -149,16 +141,15 @@ public sealed class Qwen2Tokenizer
     /// </summary>
     public static Qwen2Tokenizer FromSlowFiles(string directory)
     {
-        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        using (var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(directory, "vocab.json"))))
-            foreach (var p in doc.RootElement.EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
+        string vocabPath = Path.Combine(directory, "vocab.json");
+        var vocab = HfTokenizerJson.ReadVocabFile(File.ReadAllBytes(vocabPath), vocabPath);
 
         var merges = new List<(string, string)>();
         string mergesPath = Path.Combine(directory, "merges.txt");
         foreach (string line in File.ReadLines(mergesPath, Encoding.UTF8))
         {
             if (line.Length == 0 || line.StartsWith("#version", StringComparison.Ordinal)) continue;
-            merges.Add(SplitMerge(line, mergesPath));
+            merges.Add(HfTokenizerJson.SplitMerge(line, mergesPath));
         }
 
         var (config, specialMap) = ReadConfigs(directory);
@@ -213,14 +204,6 @@ public sealed class Qwen2Tokenizer
         return (Read(Path.Combine(dir, "tokenizer_config.json")), Read(Path.Combine(dir, "special_tokens_map.json")));
     }
 
-    private static (string, string) SplitMerge(string line, string source)
-    {
-        int sp = line.IndexOf(' ');
-        if (sp <= 0 || sp == line.Length - 1 || line.IndexOf(' ', sp + 1) >= 0)
-            throw new InvalidDataException($"{source}: malformed merge '{line}' (expected two tokens separated by one space).");
-        return (line[..sp], line[(sp + 1)..]);
-    }
-
     private static bool Flag(JsonElement e, string name) =>
         e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.True;
 
@@ -234,9 +217,9 @@ public sealed class Qwen2Tokenizer
     private static string? ReadTokenName(JsonElement? e, string key) =>
         e is { } v && v.ValueKind == JsonValueKind.Object && v.TryGetProperty(key, out var t) ? TokenName(t) : null;
 
-    private static bool HasNfc(JsonElement root)
+    private static bool HasNfc(JsonElement n)
     {
-        if (!root.TryGetProperty("normalizer", out var n) || n.ValueKind == JsonValueKind.Null) return false;
+        if (n.ValueKind == JsonValueKind.Null) return false;
         string type = n.GetProperty("type").GetString()!;
         if (type == "NFC") return true;
         if (type == "Sequence")
@@ -254,9 +237,9 @@ public sealed class Qwen2Tokenizer
     }
 
     // Refuse tokenizers whose pre-tokenization differs from Qwen2's, instead of silently producing other ids.
-    private static void CheckPreTokenizer(JsonElement root, string path)
+    private static void CheckPreTokenizer(JsonElement pre, string path)
     {
-        if (!root.TryGetProperty("pre_tokenizer", out var pre) || pre.ValueKind == JsonValueKind.Null)
+        if (pre.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null)
             throw new NotSupportedException($"{path}: no pre_tokenizer; expected Qwen2's Split + ByteLevel.");
         var steps = pre.GetProperty("type").GetString() == "Sequence"
             ? pre.GetProperty("pretokenizers").EnumerateArray().ToList()

@@ -47,4 +47,35 @@ public class Qwen2PreTokenizerTests
             Assert.All(pieces, p => Assert.NotEmpty(p));
         }
     }
+
+    /// <summary>
+    /// On BMP-only text (no surrogates) code units are code points, so .NET's own regex engine running the literal
+    /// Qwen2 pattern is an independent oracle for the hand-written scanner.
+    /// </summary>
+    [Fact]
+    public void Split_EqualsDotNetRegex_OnRandomBmpText()
+    {
+        var regex = new System.Text.RegularExpressions.Regex(Qwen2PreTokenizer.Pattern);
+        // Letters (Latin, Greek, CJK, Hangul, modifier), digits of several kinds, whitespace kinds, symbols, apostrophes,
+        // contraction letters in both cases.
+        string alphabet = "asStTrReEvVmMlLdDxZ\u00e9\u03a9\u4e2d\uac00\u02b0" + "09\u0663\u2460\u2167" +
+                          " \t\n\r\u00a0\u3000\u2028\u000b" + "'.,!?-_()\u2014\u00b7\uff0c\u0301";
+        var rng = new Random(12345);
+        var sb = new System.Text.StringBuilder();
+        for (int trial = 0; trial < 3000; trial++)
+        {
+            sb.Clear();
+            int len = rng.Next(0, 24);
+            for (int k = 0; k < len; k++) sb.Append(alphabet[rng.Next(alphabet.Length)]);
+            string text = sb.ToString();
+            var expected = regex.Matches(text).Select(m => m.Value).ToArray();
+            Assert.True(string.Concat(expected) == text, "regex does not tile: " + Escape(text));
+            var actual = Qwen2PreTokenizer.SplitToStrings(text);
+            Assert.True(expected.SequenceEqual(actual),
+                $"text {Escape(text)}: regex [{string.Join("|", expected.Select(Escape))}] scanner [{string.Join("|", actual.Select(Escape))}]");
+        }
+    }
+
+    private static string Escape(string s) =>
+        string.Concat(s.Select(c => c < 128 && !char.IsControl(c) ? c.ToString() : $"\\u{(int)c:x4}"));
 }

@@ -58,7 +58,11 @@ public sealed class SafeTensorsReader : ICheckpointReader
         if (e.DType is not DType dtype) throw SafeTensorsFormat.Unsupported(Path, name, e.DTypeName);
         var shape = (int[])e.Shape.Clone();
         if (e.End == e.Begin)
-            return Tensor.Empty(shape, dtype).Named(name); // nothing to map (zero elements)
+        {
+            var empty = Tensor.Empty(shape, dtype); // zero elements: nothing to map
+            empty.Name = name;
+            return empty;
+        }
         var storage = Mapping().Slice(_header.DataStart + e.Begin, e.End - e.Begin);
         return new Tensor(storage, dtype, shape, Tensor.ContiguousStrides(shape), 0) { Name = name };
     }
@@ -90,13 +94,4 @@ public sealed class SafeTensorsReader : ICheckpointReader
     }
 
     public override string ToString() => $"safetensors '{Path}' ({Names.Count} tensors)";
-}
-
-internal static class TensorNaming
-{
-    public static Tensor Named(this Tensor t, string name)
-    {
-        t.Name = name;
-        return t;
-    }
 }

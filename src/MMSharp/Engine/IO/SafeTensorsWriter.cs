@@ -218,6 +218,7 @@ public static class SafeTensorsWriter
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true); // rename(2): atomic on POSIX file systems
+            SyncDirectory(dir);
         }
         catch
         {
@@ -225,6 +226,30 @@ public static class SafeTensorsWriter
             throw;
         }
     }
+
+    /// <summary>fsync of the directory makes the rename itself durable (POSIX); best effort, elsewhere a no-op.</summary>
+    static void SyncDirectory(string dir)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
+        try
+        {
+            int fd = open(dir, 0 /* O_RDONLY */);
+            if (fd < 0) return;
+            fsync(fd);
+            close(fd);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // The file itself is already fsynced; only the rename's durability is left to the OS.
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    static extern int open([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, int flags);
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    static extern int fsync(int fd);
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    static extern int close(int fd);
 
     static void RemoveStale(string directory, string baseName, List<string> keep)
     {
