@@ -120,6 +120,15 @@ public sealed class InternVLLoadTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Config_ThrowsNamingField_WhenValueHasTheWrongType()
+    {
+        using var dir = InternVLFixtures.Copy("vit300m");
+        EditConfig(dir.Path, c => c["vision_config"]!["hidden_size"] = "1024");
+        var e = Assert.Throws<ModelConfigException>(() => InternVLChatModel.FromPretrained(dir.Path));
+        Assert.Contains("field 'vision_config.hidden_size' is \"1024\", expected an integer", e.Message);
+    }
+
+    [Fact]
     public void Config_ThrowsNamingType_WhenRopeScalingUnsupported()
     {
         using var dir = InternVLFixtures.Copy("vit300m");
