@@ -113,7 +113,7 @@ public sealed class InternVLLoadTests(ITestOutputHelper output)
     {
         using var dir = InternVLFixtures.Copy("vit300m");
         EditConfig(dir.Path, c => (section == null ? c : c[section]!.AsObject()).Remove(field));
-        var e = Assert.Throws<ModelConfigException>(() => InternVLChatModel.FromPretrained(dir.Path));
+        var e = Assert.Throws<ModelConfigException>(() => InternVLChatModel.FromPretrained(dir.Path, requireAllConfigFields: true));
         string dotted = section == null ? field : section + "." + field;
         Assert.Contains($"field '{dotted}' is missing", e.Message);
         Assert.Contains("config.json", e.Message);
@@ -126,6 +126,36 @@ public sealed class InternVLLoadTests(ITestOutputHelper output)
         EditConfig(dir.Path, c => c["vision_config"]!["hidden_size"] = "1024");
         var e = Assert.Throws<ModelConfigException>(() => InternVLChatModel.FromPretrained(dir.Path));
         Assert.Contains("field 'vision_config.hidden_size' is \"1024\", expected an integer", e.Message);
+    }
+
+    [Fact]
+    public void Config_UsesAndReportsTheClassDefault_WhenAFieldIsAbsent()
+    {
+        // HF saves nested configs as a diff against the class defaults, so real files may omit default-valued fields
+        using var dir = InternVLFixtures.Copy("vit300m");
+        EditConfig(dir.Path, c => c["llm_config"]!.AsObject().Remove("rms_norm_eps"));
+        using var model = InternVLChatModel.FromPretrained(dir.Path);
+        Assert.Equal(1e-6, model.Config.Llm.RmsNormEps);
+        Assert.Contains(model.LoadNotes, n => n.Contains("'llm_config.rms_norm_eps' absent, using the Qwen2Config default 1E-06"));
+    }
+
+    [Fact]
+    public void Config_DefaultThatContradictsTheWeights_IsCaughtByTheTensorCheck()
+    {
+        // qk_normalization absent -> InternVisionConfig default true -> q_norm/k_norm expected but not stored
+        using var dir = InternVLFixtures.Copy("vit300m");
+        EditConfig(dir.Path, c => c["vision_config"]!.AsObject().Remove("qk_normalization"));
+        var e = Assert.Throws<StateDictMismatchException>(() => InternVLChatModel.FromPretrained(dir.Path));
+        Assert.Contains("vision_model.encoder.layers.0.attn.q_norm.weight", e.Missing);
+    }
+
+    [Fact]
+    public void Config_ThrowsNamingField_WhenLlmArchitecturesAbsent()
+    {
+        using var dir = InternVLFixtures.Copy("vit300m");
+        EditConfig(dir.Path, c => c["llm_config"]!.AsObject().Remove("architectures"));
+        var e = Assert.Throws<ModelConfigException>(() => InternVLChatModel.FromPretrained(dir.Path));
+        Assert.Contains("field 'llm_config.architectures' is missing", e.Message);
     }
 
     [Fact]

@@ -198,13 +198,15 @@ public sealed class InternVLChatModel : Module
     /// <c>language_model.lm_head.weight</c> is expected; only when the checkpoint lacks it is the head tied to the
     /// embeddings (recorded in <see cref="LoadNotes"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is taken from
     /// <paramref name="imgContextTokenId"/> or the directory's added_tokens.json / tokenizer.json / tokenizer_config.json.
+    /// Config fields absent from config.json take the official class defaults (listed in <see cref="LoadNotes"/>) unless
+    /// <paramref name="requireAllConfigFields"/>, which makes each an error naming the field.
     /// </summary>
     public static InternVLChatModel FromPretrained(string directory, int? imgContextTokenId = null,
-        DTypePolicy dtypes = DTypePolicy.KeepStored)
+        DTypePolicy dtypes = DTypePolicy.KeepStored, bool requireAllConfigFields = false)
     {
-        var config = InternVLChatConfig.Load(directory);
+        var config = InternVLChatConfig.Load(directory, requireAllConfigFields);
         using var reader = CheckpointReader.Open(directory);
-        var notes = new List<string>();
+        var notes = new List<string>(config.DefaultedFields);
         const string head = "language_model.lm_head.weight";
         bool tie = !reader.Has(head);
         if (tie)

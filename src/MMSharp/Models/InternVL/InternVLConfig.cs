@@ -100,6 +100,12 @@ public sealed record InternVLChatConfig(
     DType TorchDType,
     string Source)
 {
+    /// <summary>
+    /// Fields that were absent from the file and took the default of the Python config class (as the official
+    /// loader does; Hugging Face saves nested configs as a diff against those defaults), one line each with the value used.
+    /// </summary>
+    public IReadOnlyList<string> DefaultedFields { get; init; } = [];
+
     /// <summary>Input tile size: force_image_size, or the ViT's image_size when null.</summary>
     public int ImageSize => ForceImageSize ?? Vision.ImageSize;
 
@@ -119,33 +125,42 @@ public sealed record InternVLChatConfig(
     /// <summary>Encoder layers that run: all for select_layer −1, L + select_layer + 1 for other negative values.</summary>
     public int VisionLayersUsed => SelectLayer < 0 ? Vision.NumHiddenLayers + SelectLayer + 1 : SelectLayer;
 
-    public static InternVLChatConfig Load(string path)
+    /// <summary>Reads config.json (or <paramref name="path"/>/config.json). See <see cref="Parse"/>.</summary>
+    public static InternVLChatConfig Load(string path, bool requireAllFields = false)
     {
         if (Directory.Exists(path)) path = Path.Combine(path, "config.json");
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: config.json not found", path);
-        return Parse(File.ReadAllText(path), path);
+        return Parse(File.ReadAllText(path), path, requireAllFields);
     }
 
-    public static InternVLChatConfig Parse(string json, string source = "config.json")
+    /// <summary>
+    /// Parses an InternVLChatModel config. A field the model needs that is absent takes the default of the official
+    /// config class (InternVLChatConfig, InternVisionConfig, Qwen2Config — what Python would use) and is listed in
+    /// <see cref="DefaultedFields"/>; with <paramref name="requireAllFields"/> it is an error naming the file and field
+    /// instead. Wrong types, unsupported values (architecture, activation, rope_scaling type, sliding window) and
+    /// inconsistent geometry are always errors.
+    /// </summary>
+    public static InternVLChatConfig Parse(string json, string source = "config.json", bool requireAllFields = false)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true }); }
         catch (JsonException e) { throw new ModelConfigException($"{source}: not valid JSON ({e.Message})"); }
         using (doc)
         {
-            var root = new Fields(doc.RootElement, source, "");
+            var defaulted = new List<string>();
+            var root = new Fields(doc.RootElement, source, "", "InternVLChatConfig", requireAllFields, defaulted);
             var arch = root.StringList("architectures");
             if (arch != null && arch.Count > 0 && arch[0] != "InternVLChatModel")
                 throw new ModelConfigException($"{source}: field 'architectures' is [{string.Join(", ", arch)}], expected InternVLChatModel");
 
-            var vision = ParseVision(root.Object("vision_config"));
-            var llm = ParseQwen2(root.Object("llm_config"));
+            var vision = ParseVision(root.Object("vision_config", "InternVisionConfig"));
+            var llm = ParseQwen2(root.Object("llm_config", "Qwen2Config"));
 
-            double ratio = root.Double("downsample_ratio");
-            string ps = root.String("ps_version");
+            double ratio = root.Double("downsample_ratio", 0.5);
+            string ps = root.String("ps_version", "v1");
             if (ps != "v1" && ps != "v2")
                 throw new ModelConfigException($"{source}: field 'ps_version' is '{ps}', expected 'v1' or 'v2'");
-            int select = root.IntOr("select_layer", -1);
+            int select = root.Int("select_layer", -1);
             if (select == 0 || select < -vision.NumHiddenLayers - 1 || select > vision.NumHiddenLayers)
                 throw new ModelConfigException($"{source}: field 'select_layer' is {select}, outside [-{vision.NumHiddenLayers + 1}, {vision.NumHiddenLayers}] \\ {{0}}");
             int? force = root.IntOrNull("force_image_size");
@@ -173,15 +188,16 @@ public sealed record InternVLChatConfig(
                 root.IntOr("min_dynamic_patch", 1),
                 root.IntOr("max_dynamic_patch", 6),
                 root.StringOrNull("system_message"),
-                dtype, source);
+                dtype, source) { DefaultedFields = defaulted };
         }
     }
 
     static InternVisionConfig ParseVision(Fields v)
     {
-        int hidden = v.Int("hidden_size"), heads = v.Int("num_attention_heads");
-        int image = v.Int("image_size"), patch = v.Int("patch_size");
-        string norm = v.String("norm_type");
+        // defaults: InternVisionConfig.__init__ (the InternViT-6B-224px original)
+        int hidden = v.Int("hidden_size", 3200), heads = v.Int("num_attention_heads", 25);
+        int image = v.Int("image_size", 224), patch = v.Int("patch_size", 14);
+        string norm = v.String("norm_type", "rms_norm");
         if (norm != "layer_norm" && norm != "rms_norm")
             throw v.Error("norm_type", $"is '{norm}', expected 'layer_norm' or 'rms_norm'");
         string act = v.StringOr("hidden_act", "gelu");
@@ -189,9 +205,9 @@ public sealed record InternVLChatConfig(
         if (heads <= 0 || hidden % heads != 0) throw v.Error("num_attention_heads", $"({heads}) does not divide hidden_size {hidden}");
         if (patch <= 0 || image % patch != 0) throw v.Error("image_size", $"({image}) is not a multiple of patch_size {patch}");
         return new InternVisionConfig(
-            hidden, v.Int("num_hidden_layers"), heads, v.Int("intermediate_size"), image, patch,
-            v.IntOr("num_channels", 3), v.Bool("qkv_bias"), v.Bool("qk_normalization"), norm,
-            v.Double("layer_norm_eps"), act, v.DoubleOr("drop_path_rate", 0.0));
+            hidden, v.Int("num_hidden_layers", 48), heads, v.Int("intermediate_size", 12800), image, patch,
+            v.Int("num_channels", 3), v.Bool("qkv_bias", false), v.Bool("qk_normalization", true), norm,
+            v.Double("layer_norm_eps", 1e-6), act, v.DoubleOr("drop_path_rate", 0.0));
     }
 
     static Qwen2Config ParseQwen2(Fields l)
@@ -199,7 +215,8 @@ public sealed record InternVLChatConfig(
         var arch = l.StringList("architectures") ?? throw l.Error("architectures", "is missing (needed to pick the LLM class)");
         if (arch.Count == 0 || arch[0] != "Qwen2ForCausalLM")
             throw l.Error("architectures", $"is [{string.Join(", ", arch)}]; unsupported LLM architecture (only Qwen2ForCausalLM is implemented)");
-        int hidden = l.Int("hidden_size"), heads = l.Int("num_attention_heads"), kv = l.Int("num_key_value_heads");
+        // defaults: transformers Qwen2Config.__init__
+        int hidden = l.Int("hidden_size", 4096), heads = l.Int("num_attention_heads", 32), kv = l.Int("num_key_value_heads", 32);
         if (heads <= 0 || kv <= 0 || heads % kv != 0)
             throw l.Error("num_key_value_heads", $"({kv}) does not divide num_attention_heads {heads}");
         int? headDim = l.IntOrNull("head_dim");
@@ -220,19 +237,23 @@ public sealed record InternVLChatConfig(
             {
                 if (type != "dynamic")
                     throw rs.Error(rs.Has("rope_type") ? "rope_type" : "type", $"is '{type}': unsupported rope_scaling type '{type}' (only 'dynamic' and 'default' are implemented)");
-                double factor = rs.Double("factor");
+                double factor = rs.Double("factor", null);
                 if (factor < 1) throw rs.Error("factor", $"is {factor}; dynamic NTK needs factor >= 1");
                 scaling = new RopeScaling(type, factor);
             }
         }
-        return new Qwen2Config("Qwen2ForCausalLM", l.Int("vocab_size"), hidden, l.Int("intermediate_size"),
-            l.Int("num_hidden_layers"), heads, kv, hd, l.Int("max_position_embeddings"), l.Double("rms_norm_eps"),
-            l.Double("rope_theta"), scaling, l.BoolOr("tie_word_embeddings", false), act,
+        return new Qwen2Config("Qwen2ForCausalLM", l.Int("vocab_size", 151936), hidden, l.Int("intermediate_size", 22016),
+            l.Int("num_hidden_layers", 32), heads, kv, hd, l.Int("max_position_embeddings", 32768), l.Double("rms_norm_eps", 1e-6),
+            l.Double("rope_theta", 10000.0), scaling, l.BoolOr("tie_word_embeddings", false), act,
             l.IntOrNull("bos_token_id"), l.IntOrNull("eos_token_id"));
     }
 
-    /// <summary>Typed access to one JSON object with errors naming the file and the dotted field path.</summary>
-    sealed class Fields(JsonElement e, string source, string path)
+    /// <summary>
+    /// Typed access to one JSON object with errors naming the file and the dotted field path. Getters taking a
+    /// default apply the Python class default <paramref name="owner"/> uses for an absent field, and record it
+    /// (or throw when <paramref name="strict"/>).
+    /// </summary>
+    sealed class Fields(JsonElement e, string source, string path, string owner, bool strict, List<string> defaulted)
     {
         string Name(string f) => path.Length == 0 ? f : path + "." + f;
 
@@ -247,18 +268,32 @@ public sealed record InternVLChatConfig(
         JsonElement? Opt(string f) =>
             e.TryGetProperty(f, out var x) && x.ValueKind != JsonValueKind.Null ? x : null;
 
-        public Fields Object(string f)
+        T Default<T>(string f, T? d) where T : struct
+        {
+            if (d is not T value || strict) throw Error(f, "is missing");
+            defaulted.Add(string.Create(CultureInfo.InvariantCulture, $"{source}: '{Name(f)}' absent, using the {owner} default {FormatValue(value)}"));
+            return value;
+        }
+
+        static string FormatValue(object v) => v switch
+        {
+            bool b => b ? "true" : "false",
+            double d => d.ToString("R", CultureInfo.InvariantCulture),
+            _ => Convert.ToString(v, CultureInfo.InvariantCulture) ?? "",
+        };
+
+        public Fields Object(string f, string childOwner)
         {
             var x = Req(f);
             if (x.ValueKind != JsonValueKind.Object) throw Error(f, $"is a {x.ValueKind}, expected an object");
-            return new Fields(x, source, Name(f));
+            return new Fields(x, source, Name(f), childOwner, strict, defaulted);
         }
 
         public Fields? ObjectOrNull(string f) => Opt(f) is JsonElement x
-            ? (x.ValueKind == JsonValueKind.Object ? new Fields(x, source, Name(f)) : throw Error(f, $"is a {x.ValueKind}, expected an object or null"))
+            ? (x.ValueKind == JsonValueKind.Object ? new Fields(x, source, Name(f), owner, strict, defaulted) : throw Error(f, $"is a {x.ValueKind}, expected an object or null"))
             : null;
 
-        public int Int(string f) => ToInt(f, Req(f));
+        public int Int(string f, int? d = null) => Opt(f) is JsonElement x ? ToInt(f, x) : Default(f, d);
         public int IntOr(string f, int d) => Opt(f) is JsonElement x ? ToInt(f, x) : d;
         public int? IntOrNull(string f) => Opt(f) is JsonElement x ? ToInt(f, x) : null;
 
@@ -270,13 +305,13 @@ public sealed record InternVLChatConfig(
             throw Error(f, $"is {x.GetRawText()}, expected an integer");
         }
 
-        public double Double(string f) => ToDouble(f, Req(f));
+        public double Double(string f, double? d) => Opt(f) is JsonElement x ? ToDouble(f, x) : Default(f, d);
         public double DoubleOr(string f, double d) => Opt(f) is JsonElement x ? ToDouble(f, x) : d;
 
         double ToDouble(string f, JsonElement x) =>
             x.ValueKind == JsonValueKind.Number ? x.GetDouble() : throw Error(f, $"is {x.GetRawText()}, expected a number");
 
-        public bool Bool(string f) => ToBool(f, Req(f));
+        public bool Bool(string f, bool? d) => Opt(f) is JsonElement x ? ToBool(f, x) : Default(f, d);
         public bool BoolOr(string f, bool d) => Opt(f) is JsonElement x ? ToBool(f, x) : d;
 
         bool ToBool(string f, JsonElement x) => x.ValueKind switch
@@ -286,7 +321,14 @@ public sealed record InternVLChatConfig(
             _ => throw Error(f, $"is {x.GetRawText()}, expected true or false"),
         };
 
-        public string String(string f) => ToStr(f, Req(f));
+        /// <summary>A string with a class default (absent: recorded or, when strict, an error).</summary>
+        public string String(string f, string d)
+        {
+            if (Opt(f) is JsonElement x) return ToStr(f, x);
+            if (strict) throw Error(f, "is missing");
+            defaulted.Add($"{source}: '{Name(f)}' absent, using the {owner} default '{d}'");
+            return d;
+        }
         public string StringOr(string f, string d) => Opt(f) is JsonElement x ? ToStr(f, x) : d;
         public string? StringOrNull(string f) => Opt(f) is JsonElement x ? ToStr(f, x) : null;
 
