@@ -7,6 +7,7 @@ namespace MMSharp.Vision;
 /// <c>Image.open(path).convert('RGB')</c> -> <see cref="DynamicTiler.Tile"/> (thumbnail on) ->
 /// per tile <c>build_transform</c> (Resize to input_size — a copy for tiles that already have that size —
 /// ToTensor, Normalize with ImageNet mean/std) -> stacked float32 [tiles, 3, input_size, input_size].
+/// The model card then casts to bf16 (<c>tensor.To(DType.BF16)</c>, round-to-nearest-even like torch).
 /// </summary>
 public static class InternVLImagePreprocessor
 {
@@ -33,4 +34,31 @@ public static class InternVLImagePreprocessor
         var tiles = Tiles(RgbImage.Load(path), inputSize, maxNum);
         return ImageNormalizer.ToTensor(tiles);
     }
+
+    /// <summary>
+    /// Several images for one prompt (spec 4.4): each image tiled on its own, tiles concatenated along dim 0,
+    /// and <paramref name="numPatches"/> = tiles per image (<c>num_patches_list</c>).
+    /// </summary>
+    public static Tensor LoadImages(IReadOnlyList<string> paths, out int[] numPatches, int inputSize = 448, int maxNum = 12)
+    {
+        if (paths.Count == 0) throw new ArgumentException("LoadImages: no paths");
+        var all = new List<RgbImage>();
+        numPatches = new int[paths.Count];
+        for (int i = 0; i < paths.Count; i++)
+        {
+            var tiles = Tiles(RgbImage.Load(paths[i]), inputSize, maxNum);
+            numPatches[i] = tiles.Count;
+            all.AddRange(tiles);
+        }
+        return ImageNormalizer.ToTensor(all);
+    }
+
+    /// <summary>Training rule for multi-image samples: each image gets <c>max(1, maxDynamicPatch // numImages)</c> tiles at most.</summary>
+    public static int MaxNumPerImage(int maxDynamicPatch, int numImages) => Math.Max(1, maxDynamicPatch / Math.Max(1, numImages));
+
+    /// <summary>
+    /// One video frame as in the model card's <c>load_video</c>: <c>dynamic_preprocess(frame, max_num)</c> with the
+    /// thumbnail on (with the default max_num = 1: one 448x448 bicubic resize of the whole frame).
+    /// </summary>
+    public static List<RgbImage> FrameTiles(RgbImage frame, int inputSize = 448, int maxNum = 1) => Tiles(frame, inputSize, maxNum);
 }

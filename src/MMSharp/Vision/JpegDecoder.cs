@@ -1,9 +1,10 @@
 using System.Buffers.Binary;
+using MMSharp.Engine.Kernels;
 
 namespace MMSharp.Vision;
 
 /// <summary>
-/// Baseline / extended-sequential / progressive Huffman JPEG decoder that reproduces Pillow's
+/// Baseline / extended-sequential / progressive JPEG decoder (Huffman or arithmetic coded) that reproduces Pillow's
 /// <c>convert('RGB')</c> output bit for bit: Pillow decodes through libjpeg-turbo with its defaults
 /// (islow IDCT, fancy upsampling, jdcolor.c tables), reads 4-component files as Adobe-inverted CMYK and
 /// converts CMYK->RGB with its own formula.
@@ -11,13 +12,14 @@ namespace MMSharp.Vision;
 /// <remarks>
 /// All scans are decoded into per-component coefficient arrays first (so sequential multi-scan and
 /// progressive files share one path), then each component is inverse-transformed, upsampled and
-/// colour-converted. Progressive block smoothing does not apply: libjpeg only smooths while
-/// coefficients are still incomplete, and a complete file leaves none incomplete.
+/// colour-converted. Progressive files whose scans leave low-frequency coefficients unrefined get
+/// libjpeg-turbo's block smoothing (<see cref="JpegBlockSmoothing"/>), as in Pillow.
 /// Truncated or corrupt entropy data throws (libjpeg would pad with zeros and warn; Pillow raises
 /// "image file is truncated" for files that end early).
-/// Not supported (clear error): arithmetic coding, lossless/hierarchical, 12-bit, 2-component files.
+/// Arithmetic-coded files (SOF9/SOF10) go through <c>JpegArithmetic.cs</c> (libjpeg's jdarith.c).
+/// Not supported (clear error): lossless/hierarchical, 12-bit, 2-component files.
 /// </remarks>
-internal sealed class JpegDecoder
+internal sealed partial class JpegDecoder
 {
     static readonly int[] ZigZag =
     [
@@ -35,7 +37,10 @@ internal sealed class JpegDecoder
         public int DownW, DownH;         // libjpeg's downsampled_width / downsampled_height
         public short[] Coef = [];
         public int DcPred;
+        public int DcContext; // arithmetic coding: DC conditioning category
         public int DcTable, AcTable;
+        // libjpeg coef_bits for zigzag positions 0..9: Al of the last progressive scan that covered it, -1 if none
+        public readonly int[] CoefBits = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
     }
 
     sealed class Huffman
@@ -78,9 +83,11 @@ internal sealed class JpegDecoder
                 case 0xD9:
                     if (!_sawFrame) throw Err("JPEG has no frame (SOF) before EOI");
                     return Reconstruct();
-                case 0xC0: case 0xC1: case 0xC2: ReadFrame(marker == 0xC2); break;
-                case 0xC3: case 0xC5: case 0xC6: case 0xC7: case 0xC9: case 0xCA: case 0xCB: case 0xCD: case 0xCE: case 0xCF:
-                    throw Err($"unsupported JPEG process (SOF{marker - 0xC0}: lossless, hierarchical or arithmetic coding)");
+                case 0xC0: case 0xC1: case 0xC2: ReadFrame(marker == 0xC2, arithmetic: false); break;
+                case 0xC9: case 0xCA: ReadFrame(marker == 0xCA, arithmetic: true); break;
+                case 0xC3: case 0xC5: case 0xC6: case 0xC7: case 0xCB: case 0xCD: case 0xCE: case 0xCF:
+                    throw Err($"unsupported JPEG process (SOF{marker - 0xC0}: lossless or hierarchical)");
+                case 0xCC: ReadArithmeticConditioning(); break;
                 case 0xC4: ReadHuffmanTables(); break;
                 case 0xDB: ReadQuantTables(); break;
                 case 0xDD:
@@ -183,7 +190,7 @@ internal sealed class JpegDecoder
         }
     }
 
-    void ReadFrame(bool progressive)
+    void ReadFrame(bool progressive, bool arithmetic)
     {
         if (_sawFrame) throw Err("more than one frame (SOF) in JPEG");
         var s = Segment();
@@ -218,6 +225,7 @@ internal sealed class JpegDecoder
             c.Coef = new short[size];
         }
         _progressive = progressive;
+        _arithmetic = arithmetic;
         _sawFrame = true;
     }
 
@@ -252,11 +260,15 @@ internal sealed class JpegDecoder
         foreach (var c in scomp)
         {
             bool needDc = !_progressive || (ss == 0 && ah == 0), needAc = !_progressive || ss > 0;
-            if (needDc && _dc[c.DcTable] == null) throw Err($"scan uses undefined DC Huffman table {c.DcTable}");
-            if (needAc && _ac[c.AcTable] == null) throw Err($"scan uses undefined AC Huffman table {c.AcTable}");
+            if (!_arithmetic && needDc && _dc[c.DcTable] == null) throw Err($"scan uses undefined DC Huffman table {c.DcTable}");
+            if (!_arithmetic && needAc && _ac[c.AcTable] == null) throw Err($"scan uses undefined AC Huffman table {c.AcTable}");
             c.DcPred = 0;
         }
+        if (_arithmetic) ArithmeticResetStatistics(scomp, ss, ah);
 
+        if (_progressive)
+            foreach (var c in scomp)
+                for (int k = ss; k <= Math.Min(se, 9); k++) c.CoefBits[k] = al;
         _bits = 0; _nbits = 0; _hitMarker = false; _eobrun = 0; _fakeBits = 0;
         int mcuCount;
         int blocksW = 0;
@@ -276,12 +288,14 @@ internal sealed class JpegDecoder
                 ExpectRestart(restartsSeen++ & 7);
                 foreach (var c in scomp) c.DcPred = 0;
                 _eobrun = 0;
+                if (_arithmetic) ArithmeticResetStatistics(scomp, ss, ah);
             }
             if (single)
             {
                 var c = scomp[0];
                 int by = m / blocksW, bx = m - by * blocksW;
-                DecodeBlock(c, (by * c.BlocksW + bx) * 64, ss, se, ah, al);
+                if (_arithmetic) DecodeBlockArithmetic(c, (by * c.BlocksW + bx) * 64, ss, se, ah, al);
+                else DecodeBlock(c, (by * c.BlocksW + bx) * 64, ss, se, ah, al);
             }
             else
             {
@@ -289,10 +303,14 @@ internal sealed class JpegDecoder
                 foreach (var c in scomp)
                     for (int v = 0; v < c.V; v++)
                         for (int h = 0; h < c.H; h++)
-                            DecodeBlock(c, ((my * c.V + v) * c.BlocksW + mx * c.H + h) * 64, ss, se, ah, al);
+                        {
+                            int off = ((my * c.V + v) * c.BlocksW + mx * c.H + h) * 64;
+                            if (_arithmetic) DecodeBlockArithmetic(c, off, ss, se, ah, al);
+                            else DecodeBlock(c, off, ss, se, ah, al);
+                        }
             }
         }
-        FinishEntropySegment("end of scan");
+        ResetBitReader();
         // position at the next marker: skip remaining entropy bytes (e.g. trailing padding)
         while (_pos < _d.Length && !(_d[_pos] == 0xFF && _pos + 1 < _d.Length && _d[_pos + 1] != 0 && _d[_pos + 1] != 0xFF))
             _pos++;
@@ -300,7 +318,7 @@ internal sealed class JpegDecoder
 
     void ExpectRestart(int n)
     {
-        FinishEntropySegment($"restart interval before RST{n}");
+        ResetBitReader();
         while (_pos < _d.Length && !(_d[_pos] == 0xFF && _pos + 1 < _d.Length && _d[_pos + 1] != 0 && _d[_pos + 1] != 0xFF))
             _pos++;
         if (_pos + 1 >= _d.Length) throw Err("truncated JPEG: file ends inside a scan (restart marker missing)");
@@ -310,7 +328,7 @@ internal sealed class JpegDecoder
         _bits = 0; _nbits = 0; _hitMarker = false;
     }
 
-    void FinishEntropySegment(string where)
+    void ResetBitReader()
     {
         _bits = 0; _nbits = 0; _fakeBits = 0;
     }
@@ -334,6 +352,7 @@ internal sealed class JpegDecoder
                     {
                         int b2 = _pos + 1 < _d.Length ? _d[_pos + 1] : -1;
                         if (b2 == 0) _pos += 2;
+                        else if (b2 < 0) { _hitMarker = true; b = 0; _pos = _d.Length; } // a lone 0xFF at the end: truncated
                         else { _hitMarker = true; b = 0; }
                     }
                     else _pos++;
@@ -513,20 +532,31 @@ internal sealed class JpegDecoder
     {
         int n = _comps.Length;
         var planes = new byte[n][];
+        bool smooth = _progressive && _comps.All(c => c.Quant != null) && JpegBlockSmoothing.Useful(_comps.Select(c => (c.Quant!, c.CoefBits)));
         for (int ci = 0; ci < n; ci++)
         {
             var c = _comps[ci];
             if (c.Quant == null) throw Err($"JPEG component {c.Id} never appears in a scan (truncated file?)");
-            int pitch = c.BlocksW * 8;
-            var plane = new byte[pitch * c.BlocksH * 8];
-            for (int by = 0; by < c.UsedBlocksH; by++)
-                for (int bx = 0; bx < c.UsedBlocksW; bx++)
-                    JpegIdct.Islow(c.Coef.AsSpan((by * c.BlocksW + bx) * 64, 64), c.Quant, plane, by * 8 * pitch + bx * 8, pitch);
-            c.Coef = [];
-            int hx = _hmax / c.H, vx = _vmax / c.V;
             if (_hmax % c.H != 0 || _vmax % c.V != 0)
                 throw Err($"unsupported JPEG sampling: component {c.Id} {c.H}x{c.V} is not an integral fraction of {_hmax}x{_vmax}");
-            planes[ci] = JpegUpsampler.Upsample(plane, pitch, c.DownW, c.DownH, hx, vx, _width, _height, _src);
+            int pitch = c.BlocksW * 8;
+            var plane = new byte[pitch * c.BlocksH * 8];
+            var coef = c.Coef; var quant = c.Quant;
+            int usedW = c.UsedBlocksW, blocksW = c.BlocksW;
+            if (smooth)
+                JpegBlockSmoothing.IdctSmoothed(c.Coef, c.BlocksW, c.UsedBlocksW, c.UsedBlocksH, c.V, _mcusY, c.CoefBits, quant, plane, pitch);
+            else
+            {
+                // blocks are independent: block rows in parallel, each written once
+                Par.ForChunks(c.UsedBlocksH, 4, (b0, b1) =>
+                {
+                    for (int by = (int)b0; by < (int)b1; by++)
+                        for (int bx = 0; bx < usedW; bx++)
+                            JpegIdct.Islow(coef.AsSpan((by * blocksW + bx) * 64, 64), quant, plane, by * 8 * pitch + bx * 8, pitch);
+                });
+            }
+            c.Coef = [];
+            planes[ci] = JpegUpsampler.Upsample(plane, pitch, c.DownW, c.DownH, _hmax / c.H, _vmax / c.V, _width, _height);
         }
         int np = _width * _height;
         var rgb = new byte[np * 3];
@@ -539,11 +569,14 @@ internal sealed class JpegDecoder
         {
             bool isRgb = ColorSpaceIsRgb();
             var p0 = planes[0]; var p1 = planes[1]; var p2 = planes[2];
-            for (int i = 0; i < np; i++)
+            Par.ForChunks(np, 1 << 16, (i0, i1) =>
             {
-                if (isRgb) { rgb[3 * i] = p0[i]; rgb[3 * i + 1] = p1[i]; rgb[3 * i + 2] = p2[i]; }
-                else JpegUpsampler.YccToRgb(p0[i], p1[i], p2[i], out rgb[3 * i], out rgb[3 * i + 1], out rgb[3 * i + 2]);
-            }
+                for (int i = (int)i0; i < (int)i1; i++)
+                {
+                    if (isRgb) { rgb[3 * i] = p0[i]; rgb[3 * i + 1] = p1[i]; rgb[3 * i + 2] = p2[i]; }
+                    else JpegUpsampler.YccToRgb(p0[i], p1[i], p2[i], out rgb[3 * i], out rgb[3 * i + 1], out rgb[3 * i + 2]);
+                }
+            });
         }
         else
         {

@@ -1,3 +1,5 @@
+using MMSharp.Engine.Kernels;
+
 namespace MMSharp.Vision;
 
 /// <summary>
@@ -41,18 +43,25 @@ internal static class JpegUpsampler
     /// <paramref name="dw"/> x <paramref name="dh"/> = the component's downsampled_width/height) by
     /// (<paramref name="hx"/>, <paramref name="vx"/>) into a <paramref name="width"/> x <paramref name="height"/> plane.
     /// </summary>
-    public static byte[] Upsample(byte[] plane, int pitch, int dw, int dh, int hx, int vx, int width, int height, string source)
+    public static byte[] Upsample(byte[] plane, int pitch, int dw, int dh, int hx, int vx, int width, int height)
     {
         var outp = new byte[width * height];
+        // every output row depends only on the source plane, so row ranges run in parallel
+        Par.ForChunks(height, 64, (y0, y1) => UpsampleRows(plane, pitch, dw, dh, hx, vx, width, outp, (int)y0, (int)y1));
+        return outp;
+    }
+
+    static void UpsampleRows(byte[] plane, int pitch, int dw, int dh, int hx, int vx, int width, byte[] outp, int y0, int y1)
+    {
         if (hx == 1 && vx == 1)
         {
-            for (int y = 0; y < height; y++) Buffer.BlockCopy(plane, y * pitch, outp, y * width, width);
-            return outp;
+            for (int y = y0; y < y1; y++) Buffer.BlockCopy(plane, y * pitch, outp, y * width, width);
+            return;
         }
         var row = new byte[Math.Max(2 * dw, width) + 8];
         if (hx == 2 && vx == 1 && dw > 2)
         {
-            for (int y = 0; y < height; y++)
+            for (int y = y0; y < y1; y++)
             {
                 H2V1Fancy(plane, y * pitch, dw, row);
                 Buffer.BlockCopy(row, 0, outp, y * width, width);
@@ -61,7 +70,7 @@ internal static class JpegUpsampler
         else if (hx == 1 && vx == 2)
         {
             // h1v2 fancy: 3/4 nearer row + 1/4 further row, bias 1 above / 2 below
-            for (int y = 0; y < height; y++)
+            for (int y = y0; y < y1; y++)
             {
                 int near = y >> 1;
                 int far = (y & 1) == 0 ? Math.Max(near - 1, 0) : Math.Min(near + 1, dh - 1);
@@ -73,7 +82,7 @@ internal static class JpegUpsampler
         else if (hx == 2 && vx == 2 && dw > 2)
         {
             var sums = new int[dw];
-            for (int y = 0; y < height; y++)
+            for (int y = y0; y < y1; y++)
             {
                 int near = y >> 1;
                 int far = (y & 1) == 0 ? Math.Max(near - 1, 0) : Math.Min(near + 1, dh - 1);
@@ -86,13 +95,12 @@ internal static class JpegUpsampler
         else
         {
             // box replication (h2v1/h2v2 when <= 2 samples wide, and libjpeg's int_upsample for 4:1:1 etc.)
-            for (int y = 0; y < height; y++)
+            for (int y = y0; y < y1; y++)
             {
                 int s = (y / vx) * pitch, o = y * width;
                 for (int x = 0; x < width; x++) outp[o + x] = plane[s + x / hx];
             }
         }
-        return outp;
     }
 
     static void H2V1Fancy(byte[] p, int s, int dw, byte[] o)

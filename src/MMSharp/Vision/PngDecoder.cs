@@ -142,19 +142,24 @@ internal static class PngDecoder
             int y = y0 + r * dy;
             long rowBase = (long)y * width * channels;
             int n = pw * channels;
-            for (int i = 0; i < n; i++)
-            {
-                int v;
-                if (bitDepth == 8) v = cur[i];
-                else if (bitDepth == 16) v = cur[2 * i] << 8 | cur[2 * i + 1];
-                else
+            long dst0 = rowBase + (long)x0 * channels;
+            int step = dx * channels; // sample i of this row lands at dst0 + (i / channels) * step + i % channels
+            if (bitDepth == 8 && dx == 1)
+                for (int i = 0; i < n; i++) samples[dst0 + i] = cur[i];
+            else
+                for (int i = 0, px = 0, c = 0; i < n; i++)
                 {
-                    int bit = i * bitDepth;
-                    v = (cur[bit >> 3] >> (8 - bitDepth - (bit & 7))) & ((1 << bitDepth) - 1);
+                    int v;
+                    if (bitDepth == 8) v = cur[i];
+                    else if (bitDepth == 16) v = cur[2 * i] << 8 | cur[2 * i + 1];
+                    else
+                    {
+                        int bit = i * bitDepth;
+                        v = (cur[bit >> 3] >> (8 - bitDepth - (bit & 7))) & ((1 << bitDepth) - 1);
+                    }
+                    samples[dst0 + (long)px * step + c] = (ushort)v;
+                    if (++c == channels) { c = 0; px++; }
                 }
-                int px = i / channels, c = i - px * channels;
-                samples[rowBase + (long)(x0 + px * dx) * channels + c] = (ushort)v;
-            }
             (prev, cur) = (cur, prev);
         }
     }

@@ -14,18 +14,22 @@ public static class AttentionCases
         int B = q.Shape[0], Hq = q.Shape[1], Tq = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], Tk = k.Shape[2];
         double sc = scale ?? 1 / Math.Sqrt(D);
         var o = new RefTensor([B, Hq, Tq, D]);
+        double[] qd = q.Data, kd = k.Data, vd = v.Data, od = o.Data;
         var s = new double[Tk];
         for (int b = 0; b < B; b++)
             for (int h = 0; h < Hq; h++)
             {
                 int kh = h / (Hq / Hkv);
+                long kBase = ((long)b * Hkv + kh) * Tk * D;
                 for (int i = 0; i < Tq; i++)
                 {
+                    long qi = (((long)b * Hq + h) * Tq + i) * D;
                     double max = double.NegativeInfinity;
                     for (int j = 0; j < Tk; j++)
                     {
                         double dot = 0;
-                        for (int d = 0; d < D; d++) dot += q[b, h, i, d] * k[b, kh, j, d];
+                        long kj = kBase + (long)j * D;
+                        for (int d = 0; d < D; d++) dot += qd[qi + d] * kd[kj + d];
                         s[j] = dot * sc + (bias?.Invoke(b, h, i, j) ?? 0);
                         if (causal && j > i + Tk - Tq) s[j] = double.NegativeInfinity;
                         max = Math.Max(max, s[j]);
@@ -33,11 +37,12 @@ public static class AttentionCases
                     if (double.IsNegativeInfinity(max)) continue;
                     double sum = 0;
                     for (int j = 0; j < Tk; j++) { s[j] = Math.Exp(s[j] - max); sum += s[j]; }
-                    for (int d = 0; d < D; d++)
+                    for (int j = 0; j < Tk; j++)
                     {
-                        double acc = 0;
-                        for (int j = 0; j < Tk; j++) acc += s[j] * v[b, kh, j, d];
-                        o[b, h, i, d] = acc / sum;
+                        double pj = s[j] / sum;
+                        if (pj == 0) continue;
+                        long vj = kBase + (long)j * D;
+                        for (int d = 0; d < D; d++) od[qi + d] += pj * vd[vj + d];
                     }
                 }
             }

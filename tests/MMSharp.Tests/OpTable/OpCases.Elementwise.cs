@@ -23,6 +23,8 @@ public static class ElementwiseCases
         yield return new OpCase(op, [F(5, 3), B(1)], x => run(x[0], x[1]), r => RefTensor.Zip(r[0], r[1], f)) { Variant = "scalar-right" };
         // non-contiguous operands
         yield return new OpCase(op, [F(7, 3), B(3, 7)], x => run(x[0].Transpose(0, 1), x[1]), r => RefTensor.Zip(T(r[0]), r[1], f)) { Variant = "transposed" };
+        // large enough for the 64 x 64 tiled walk of transposed operands (with partial tiles)
+        yield return new OpCase(op, [F(20, 70), B(70, 20)], x => run(x[0].Transpose(0, 1), x[1]), r => RefTensor.Zip(T(r[0]), r[1], f)) { Variant = "transposed-tiled" };
         yield return new OpCase(op, [F(3, 9), B(9, 3)], x => run(x[0].Narrow(1, 2, 5), x[1].Transpose(0, 1).Narrow(1, 1, 5)),
             r => RefTensor.Zip(r[0].Gather([3, 5], [9, 1], 2), T(r[1]).Gather([3, 5], [9, 1], 1), f)) { Variant = "narrowed" };
     }
@@ -61,6 +63,8 @@ public static class ElementwiseCases
             yield return new OpCase("neg", [F(s)], x => -x[0], r => RefTensor.Map(r[0], v => -v));
         }
         yield return new OpCase("neg", [F(6, 4)], x => -x[0].Transpose(0, 1), r => RefTensor.Map(T(r[0]), v => -v)) { Variant = "transposed" };
+        yield return new OpCase("mul", [F(3, 17), Mask(0.5, 3, 17)], x => x[0] * x[1], r => RefTensor.Zip(r[0], r[1], (a, b) => a * b)) { Variant = "bool-mask" };
+        yield return new OpCase("mul", [F(2, 7), Idx(5, 7)], x => x[0] * x[1], r => RefTensor.Zip(r[0], r[1], (a, b) => a * b)) { Variant = "i64" };
         yield return new OpCase("add_scalar", [BF16(3, 17)], x => x[0] + 1f, r => RefTensor.Map(r[0], v => v + 1)) { Variant = "bf16-input", CheckGrad = false };
     }
 

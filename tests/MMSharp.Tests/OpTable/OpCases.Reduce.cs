@@ -43,6 +43,8 @@ public static class ReduceCases
             yield return new OpCase("max_all", [F(s)], x => Ops.Max(x[0]), r => new RefTensor([], [r[0].Data.Max()])) { CheckFp32FiniteDifference = false };
             yield return new OpCase("argmax_all", [F(s)], x => Ops.ArgMax(x[0]), r => new RefTensor([], [ArgMax(r[0].Data)])) { CheckGrad = false };
         }
+        yield return new OpCase("sum_all", [Mask(0.3, 5, 33)], x => Ops.Sum(x[0]), r => new RefTensor([], [r[0].Data.Sum()])) { Variant = "bool", CheckGrad = false };
+        yield return new OpCase("sum", [Mask(0.3, 5, 33)], x => Ops.Sum(x[0], 1), r => ReduceDim(r[0], 1, false, a => a.Sum())) { Variant = "bool", CheckGrad = false };
         yield return new OpCase("mean_all", [F(4, 6)], x => Ops.Mean(x[0].Transpose(0, 1).Narrow(0, 1, 3)),
             r => new RefTensor([], [T(r[0]).Gather([3, 4], [4, 1], 4).Data.Average()])) { Variant = "non-contiguous" };
         // ties: the first index wins (and gets the whole gradient)
@@ -74,7 +76,7 @@ public static class ReduceCases
     {
         // logits in [-8, 8]: softmax rows far from uniform
         static InputSpec L(params int[] s) => new(s, InputKind.Float, -8, 8);
-        foreach (var (s, d) in new (int[], int)[] { ([1, 1], -1), ([3, 7], -1), ([2, 17], -1), ([2, 33], 1), ([2, 6 * 16 + 7], -1), ([5, 3], 0), ([2, 5, 3], 1), ([3, 2, 4], 0) })
+        foreach (var (s, d) in new (int[], int)[] { ([1, 1], -1), ([3, 7], -1), ([2, 17], -1), ([2, 33], 1), ([2, 6 * 16 + 7], -1), ([5, 3], 0), ([2, 5, 3], 1), ([3, 2, 4], 0), ([20, 70], 0) })
         {
             int dd = d < 0 ? d + s.Length : d;
             yield return new OpCase("softmax", [L(s)], x => Ops.Softmax(x[0], d), r => AlongDim(r[0], dd, SoftmaxRow)) { Variant = $"dim={d}" };

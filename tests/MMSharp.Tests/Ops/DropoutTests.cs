@@ -1,6 +1,7 @@
 using MMSharp.Engine;
+using MMSharp.Engine.Autograd;
 
-namespace MMSharp.Tests.OpChecks; // not "MMSharp.Tests.Ops": that would shadow the Engine.Ops class in the whole test assembly
+namespace MMSharp.Tests.EngineOps;
 
 /// <summary>Dropout and drop-path: statistics, scaling, determinism and backward (no float64 reference exists for random masks).</summary>
 public sealed class DropoutTests
@@ -115,5 +116,18 @@ public sealed class DropoutTests
         }
         using var e = Ops.DropPath(x.Detach(), 0.5f, training: false);
         Assert.Equal(x.ToFloatArray(), e.ToFloatArray());
+    }
+
+    [Fact]
+    public void Dropout_InsideCheckpoint_ReplaysTheSameMaskInBackward()
+    {
+        using var x = Tensor.RandN([9, 21], 13);
+        x.RequiresGrad = true;
+        var y = Checkpoint.Run(t => Ops.Dropout(t[0], 0.5f, training: true), x);
+        var yv = y.ToFloatArray();
+        using var ones = Tensor.Full([9, 21], 1f);
+        y.Backward(ones);
+        var dx = x.Grad!.ToFloatArray();
+        for (int i = 0; i < yv.Length; i++) Assert.Equal(yv[i] != 0 ? 2f : 0f, dx[i]);
     }
 }

@@ -7,7 +7,7 @@ public sealed class CorruptImageTests
     static readonly string[] Samples =
     [
         "q75_s2_37x23.jpg", "prog_s2_37x23.jpg", "prog_s1_130x97.jpg", "cj_restart1.jpg", "cj_restart_prog.jpg", "cmyk_prog_37x23.jpg",
-        "grey_prog_64x48.jpg", "rgb8_37x23.png", "p4_37x23_i.png", "g16_37x23_i.png", "rgba16_8x3.png",
+        "grey_prog_64x48.jpg", "cj_arith_prog_restart.jpg", "cj_arith.jpg", "cj_prog_dconly.jpg", "rgb8_37x23.png", "p4_37x23_i.png", "g16_37x23_i.png", "rgba16_8x3.png",
     ];
 
     static string Copy(string name, byte[] data)

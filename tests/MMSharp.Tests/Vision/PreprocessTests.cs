@@ -55,3 +55,22 @@ public sealed class PreprocessTests
         Assert.Equal(new[] { 37, 62, 87, 112 }, VideoFrameSampler.GetIndex((1.0, 5.0), 25, 1000, 0, 4));
     }
 }
+
+public sealed class MultiImageTests
+{
+    [Fact]
+    public void LoadImages_ConcatenatesTiles_AndReportsPatchesPerImage()
+    {
+        using var t = InternVLImagePreprocessor.LoadImages([VisionFixtures.Src("tile_src.jpg"), VisionFixtures.Src("pil_rgb.png")], out var n, 448, 6);
+        // 900x610 -> (3,2) grid + thumbnail; 64x48 is upscaled to a (3,2) grid too (aspect 1.33, max 6)
+        Assert.Equal(new[] { 7, DynamicTiler.TileCount(64, 48, 1, 6, 448, true) }, n);
+        Assert.Equal(new[] { 7 + n[1], 3, 448, 448 }, t.Shape);
+    }
+
+    [Theory]
+    [InlineData(12, 1, 12)]
+    [InlineData(12, 5, 2)]
+    [InlineData(6, 8, 1)]
+    public void MaxNumPerImage_FollowsTrainingRule(int maxPatch, int images, int expected)
+        => Assert.Equal(expected, InternVLImagePreprocessor.MaxNumPerImage(maxPatch, images));
+}

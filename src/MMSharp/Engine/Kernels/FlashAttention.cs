@@ -5,7 +5,7 @@ namespace MMSharp.Engine.Kernels;
 /// <summary>
 /// Shapes, scale and masks of one attention call, as raw pointers into contiguous buffers.
 /// B batch, Hq query heads, Hkv key/value heads (query head h reads kv head h / (Hq / Hkv)), Tq queries,
-/// Tk keys, D head dim. Masks combine: score = scale · q·k + Mask[b, h, i, j] + KeyBias[b, j], and the score is
+/// Tk keys, D head dim. Masks combine: score = (scale·q)·k + Mask[b, h, i, j] + KeyBias[b, j], and the score is
 /// −∞ where j ≥ KeyLen[b], where causal and j &gt; i + Tk − Tq, or where QSeg[b, i] ≠ KSeg[b, j].
 /// </summary>
 internal sealed unsafe class AttentionProblem
@@ -48,11 +48,16 @@ internal sealed unsafe class AttentionProblem
         return qmin <= kmax && kmin <= qmax;
     }
 
-    /// <summary>Turns raw dot products s[0..cols) of query i against keys j0.. into masked, scaled scores.</summary>
+    bool HasMasks => Mask != null || KeyBias != null || QSeg != null;
+
+    /// <summary>Whether a tile of query rows from i0 against keys [j0, j0+cols) needs <see cref="ScoreRow"/> at all
+    /// (unmasked tiles below the causal diagonal skip it).</summary>
+    public bool TileNeedsMasks(int i0, int j0, int cols) => HasMasks || (Causal && i0 + Tk - Tq - j0 + 1 < cols);
+
+    /// <summary>Applies the masks to the scores s[0..cols) of query i against keys j0.. (the scale is already in q).</summary>
     public void ScoreRow(float* s, int b, int h, int i, int j0, int cols)
     {
         var row = new Span<float>(s, cols);
-        TensorPrimitives.Multiply(row, Scale, row);
         if (Mask != null)
         {
             float* m = Mask + b * MaskB + h * MaskH + i * MaskI + j0 * MaskJ;
@@ -82,8 +87,9 @@ internal sealed unsafe class AttentionProblem
 /// The backward runs two passes so that every output element is written by one work item in a fixed order
 /// (deterministic without atomics): dK/dV per key tile (summing the query heads of a GQA group), then dQ per
 /// query tile. That costs two extra tile products (S and dP are recomputed), 7 instead of 5.
-/// Operand layouts (all contiguous, fp32): q [B, Hq, Tq, D]; kT [B, Hkv, D, TkPad] (keys transposed, zero
-/// columns after Tk); vP and kP [B, Hkv, Tk, DPad] (rows padded with zeros); qP and dOP [B, Hq, Tq, DPad].
+/// Operand layouts (all contiguous, fp32): qS = scale·q [B, Hq, Tq, DPad] (scaling q once saves a pass over every
+/// score tile, and makes dK = dSᵀ·qS without a further scale); kT [B, Hkv, D, TkPad] (keys transposed, zero
+/// columns after Tk); vP and kP [B, Hkv, Tk, DPad] (rows padded with zeros); dOP [B, Hq, Tq, DPad].
 /// </summary>
 internal static unsafe class FlashAttention
 {
@@ -93,7 +99,7 @@ internal static unsafe class FlashAttention
     public const int BK = 64;
 
     /// <summary>o = softmax(scores) · v, lse = log Σ_j exp(score_j) per row (+∞ for a fully masked row, whose output is 0).</summary>
-    public static void Forward(AttentionProblem p, float* q, long qRow, float* kT, float* vP, float* o, float* lse)
+    public static void Forward(AttentionProblem p, float* qS, float* kT, float* vP, float* o, float* lse)
     {
         int nqb = (p.Tq + BQ - 1) / BQ;
         int D = p.D, DPad = p.DPad, TkPad = p.TkPad;
@@ -104,7 +110,7 @@ internal static unsafe class FlashAttention
             int i0 = qb * BQ, rows = Math.Min(BQ, p.Tq - i0);
             float* S = ThreadScratch.Floats(BQ * BK + BQ * DPad + 2 * BQ);
             float* acc = S + BQ * BK, m = acc + BQ * DPad, l = m + BQ;
-            float* qBlk = q + ((long)bh * p.Tq + i0) * qRow;
+            float* qBlk = qS + ((long)bh * p.Tq + i0) * DPad;
             float* kTh = kT + (long)kvh * D * TkPad;
             float* vh = vP + (long)kvh * p.Tk * DPad;
             new Span<float>(acc, rows * DPad).Clear();
@@ -116,24 +122,24 @@ internal static unsafe class FlashAttention
             {
                 int cols = Math.Min(BK, jEnd - j0), nPad = (cols + 15) & ~15;
                 if (!p.SegmentsMayOverlap(b, i0, rows, j0, cols)) continue;
-                TileGemm.MulAdd(rows, nPad, D, qBlk, qRow, 1, kTh + j0, TkPad, S, BK, false);
+                TileGemm.MulAdd(rows, nPad, D, qBlk, DPad, 1, kTh + j0, TkPad, S, BK, false);
+                bool masked = p.TileNeedsMasks(i0, j0, cols);
                 for (int r = 0; r < rows; r++)
                 {
                     float* s = S + r * BK;
-                    p.ScoreRow(s, b, h, i0 + r, j0, cols);
-                    var row = new Span<float>(s, cols);
-                    float mOld = m[r], mNew = Math.Max(mOld, TensorPrimitives.Max<float>(row));
+                    if (masked) p.ScoreRow(s, b, h, i0 + r, j0, cols);
+                    float mOld = m[r], mNew = Math.Max(mOld, SoftmaxRow.Max(s, cols));
                     if (float.IsNegativeInfinity(mNew)) { new Span<float>(s, nPad).Clear(); continue; }
-                    TensorPrimitives.Subtract(row, mNew, row);
-                    TensorPrimitives.Exp(row, row);
+                    float sum = SoftmaxRow.ExpShiftSum(s, cols, mNew);
                     new Span<float>(s + cols, nPad - cols).Clear();
-                    float alpha = MathF.Exp(mOld - mNew); // 0 while the row had no visible key yet
-                    if (alpha != 1f)
+                    if (mOld != mNew)
                     {
+                        float alpha = MathF.Exp(mOld - mNew); // 0 while the row had no visible key yet
                         var a = new Span<float>(acc + r * DPad, DPad);
                         TensorPrimitives.Multiply(a, alpha, a);
+                        l[r] *= alpha;
                     }
-                    l[r] = l[r] * alpha + TensorPrimitives.Sum<float>(row);
+                    l[r] += sum;
                     m[r] = mNew;
                 }
                 TileGemm.MulAdd(rows, DPad, cols, S, BK, 1, vh + (long)j0 * DPad, DPad, acc, DPad, true);
@@ -153,14 +159,14 @@ internal static unsafe class FlashAttention
     /// <summary>P = exp(score − lse) for one tile (rows × nPad, zero beyond cols), in place on the raw dot products.</summary>
     static void Probabilities(AttentionProblem p, float* S, int b, int h, int i0, int rows, int j0, int cols, int nPad, float* lseRows)
     {
+        bool masked = p.TileNeedsMasks(i0, j0, cols);
         for (int r = 0; r < rows; r++)
         {
             float* s = S + r * BK;
-            p.ScoreRow(s, b, h, i0 + r, j0, cols);
-            var row = new Span<float>(s, cols);
+            if (masked) p.ScoreRow(s, b, h, i0 + r, j0, cols);
             float lse = lseRows[r];
-            if (float.IsPositiveInfinity(lse)) row.Clear();
-            else { TensorPrimitives.Subtract(row, lse, row); TensorPrimitives.Exp(row, row); }
+            if (float.IsPositiveInfinity(lse)) new Span<float>(s, cols).Clear();
+            else SoftmaxRow.ExpShiftSum(s, cols, lse);
             new Span<float>(s + cols, nPad - cols).Clear();
         }
     }
@@ -168,16 +174,11 @@ internal static unsafe class FlashAttention
     /// <summary>dS = P ∘ (dP − Δ_i) in place on dP, with Δ_i = Σ_d dO[i, d]·O[i, d].</summary>
     static void ScoreGrad(float* P, float* dP, int rows, int nPad, float* deltaRows)
     {
-        for (int r = 0; r < rows; r++)
-        {
-            var dp = new Span<float>(dP + r * BK, nPad);
-            TensorPrimitives.Subtract(dp, deltaRows[r], dp);
-            TensorPrimitives.Multiply(dp, new ReadOnlySpan<float>(P + r * BK, nPad), dp);
-        }
+        for (int r = 0; r < rows; r++) SoftmaxRow.SubMul(dP + r * BK, deltaRows[r], P + r * BK, nPad);
     }
 
     /// <summary>Gradients of <see cref="Forward"/>. dq [B, Hq, Tq, D]; dk, dv [B, Hkv, Tk, D] must be zeroed by the caller.</summary>
-    public static void Backward(AttentionProblem p, float* qP, float* kT, float* kP, float* vT, float* dOP, float* lse, float* delta,
+    public static void Backward(AttentionProblem p, float* qS, float* kT, float* kP, float* vT, float* dOP, float* lse, float* delta,
         float* dq, float* dk, float* dv)
     {
         int D = p.D, DPad = p.DPad, TkPad = p.TkPad, G = p.Group;
@@ -205,19 +206,19 @@ internal static unsafe class FlashAttention
                 {
                     int rows = Math.Min(BQ, p.Tq - i0);
                     if (!p.SegmentsMayOverlap(b, i0, rows, j0, cols)) continue;
-                    float* qBlk = qP + (bh * p.Tq + i0) * DPad, dOBlk = dOP + (bh * p.Tq + i0) * DPad;
+                    float* qBlk = qS + (bh * p.Tq + i0) * DPad, dOBlk = dOP + (bh * p.Tq + i0) * DPad;
                     TileGemm.MulAdd(rows, nPad, D, qBlk, DPad, 1, kTt, TkPad, S, BK, false);
                     Probabilities(p, S, b, h, i0, rows, j0, cols, nPad, lse + bh * p.Tq + i0);
                     TileGemm.MulAdd(cols, DPad, rows, S, 1, BK, dOBlk, DPad, dVacc, DPad, true);          // dV += Pᵀ dO
                     TileGemm.MulAdd(rows, nPad, D, dOBlk, DPad, 1, vTt, TkPad, dP, BK, false);           // dP = dO Vᵀ
                     ScoreGrad(S, dP, rows, nPad, delta + bh * p.Tq + i0);
-                    TileGemm.MulAdd(cols, DPad, rows, dP, 1, BK, qBlk, DPad, dKacc, DPad, true);          // dK += dSᵀ Q
+                    TileGemm.MulAdd(cols, DPad, rows, dP, 1, BK, qBlk, DPad, dKacc, DPad, true);          // dK += dSᵀ (scale·Q)
                 }
             }
             for (int c = 0; c < cols; c++)
             {
                 long j = (long)bkv * p.Tk + j0 + c;
-                TensorPrimitives.Multiply(new ReadOnlySpan<float>(dKacc + c * DPad, D), p.Scale, new Span<float>(dk + j * D, D));
+                new ReadOnlySpan<float>(dKacc + c * DPad, D).CopyTo(new Span<float>(dk + j * D, D));
                 new ReadOnlySpan<float>(dVacc + c * DPad, D).CopyTo(new Span<float>(dv + j * D, D));
             }
         });
@@ -231,7 +232,7 @@ internal static unsafe class FlashAttention
             float* S = ThreadScratch.Floats(2 * BQ * BK + BQ * DPad);
             float* dP = S + BQ * BK, dQacc = dP + BQ * BK;
             new Span<float>(dQacc, rows * DPad).Clear();
-            float* qBlk = qP + ((long)bh * p.Tq + i0) * DPad, dOBlk = dOP + ((long)bh * p.Tq + i0) * DPad;
+            float* qBlk = qS + ((long)bh * p.Tq + i0) * DPad, dOBlk = dOP + ((long)bh * p.Tq + i0) * DPad;
             float* lseRows = lse + (long)bh * p.Tq + i0, deltaRows = delta + (long)bh * p.Tq + i0;
             int jEnd = p.KeyEnd(b, i0 + rows - 1);
             for (int j0 = 0; j0 < jEnd; j0 += BK)

@@ -27,6 +27,7 @@ public interface IBinaryOp
 /// relative to a chunk or row boundary (results are identical for every thread count and layout).
 /// Widest available vectors: Vector512, else Vector256, else scalar.
 /// </summary>
+[SkipLocalsInit] // stack buffers for tails are always written before they are read
 public static unsafe class VectorLoop
 {
     const int Block = 64; // elements staged at a time for strided runs (a multiple of every vector width)
@@ -61,7 +62,6 @@ public static unsafe class VectorLoop
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void MapContiguous<T>(ref T op, float* x, float* y, long n) where T : struct, IUnaryOp
     {
         long i = 0;
@@ -105,7 +105,6 @@ public static unsafe class VectorLoop
         else for (; i < n; i++) y[i] = op.Invoke(x[i]);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void ZipContiguous<T>(ref T op, float* a, float* b, float* y, long n) where T : struct, IBinaryOp
     {
         long i = 0;
@@ -243,6 +242,7 @@ public interface ISegmentOp { void Run(ReadOnlySpan<long> off, long n, ReadOnlyS
 /// index range is cut into one chunk per thread at multiples of 64 elements and each chunk is
 /// walked row by row. Every element is visited exactly once and chunks write disjoint outputs.
 /// </summary>
+[SkipLocalsInit] // stack buffers for tails are always written before they are read
 public static class NdWalk
 {
     public static void Run<T>(int[] shape, long[][] strides, ref T op, long grain) where T : struct, ISegmentOp
@@ -251,6 +251,11 @@ public static class NdWalk
         if (total == 0) return;
         var (dims, st) = Strided.Collapse(shape, strides);
         int chunks = (int)Math.Clamp(total / Math.Max(1, grain), 1, Par.Threads);
+        if (NeedsTiles(dims, st))
+        {
+            RunTiled(dims, st, ref op, chunks);
+            return;
+        }
         if (chunks == 1) { Walk(dims, st, 0, total, ref op); return; }
         var opCopy = op;
         Par.For(chunks, c =>
@@ -262,6 +267,63 @@ public static class NdWalk
     }
 
     static long Align(long i) => i & ~63L;
+
+    const int Tile = 64;
+
+    /// <summary>An operand read across its rows (a transpose): walking the output row by row would touch
+    /// a new cache line and page for every element of that operand.</summary>
+    static bool NeedsTiles(int[] dims, long[][] st)
+    {
+        int r = dims.Length;
+        if (r < 2 || dims[r - 1] < Tile / 4 || dims[r - 2] < Tile / 4) return false;
+        foreach (var s in st)
+        {
+            long inner = Math.Abs(s[r - 1]), outer = Math.Abs(s[r - 2]);
+            if (inner > 16 && outer < inner) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Walks the last two dims in 64 x 64 tiles (one tile's lines of every operand stay in L1);
+    /// tiles are split between threads in contiguous ranges.</summary>
+    static void RunTiled<T>(int[] dims, long[][] st, ref T op, int chunks) where T : struct, ISegmentOp
+    {
+        int r = dims.Length;
+        long rows = dims[r - 2], cols = dims[r - 1];
+        long tilesR = (rows + Tile - 1) / Tile, tilesC = (cols + Tile - 1) / Tile;
+        long outer = 1;
+        for (int d = 0; d < r - 2; d++) outer *= dims[d];
+        long items = outer * tilesR * tilesC;
+        chunks = (int)Math.Min(chunks, items);
+        var opCopy = op;
+        Action<int> body = c =>
+        {
+            var local = opCopy;
+            int k = st.Length;
+            Span<long> off = stackalloc long[k];
+            Span<long> step = stackalloc long[k];
+            for (int j = 0; j < k; j++) step[j] = st[j][r - 1];
+            for (long it = items * c / chunks, end = items * (c + 1) / chunks; it < end; it++)
+            {
+                long tc = it % tilesC, tr = it / tilesC % tilesR, o = it / tilesC / tilesR;
+                for (int j = 0; j < k; j++)
+                {
+                    long b = tr * Tile * st[j][r - 2] + tc * Tile * st[j][r - 1];
+                    long rest = o;
+                    for (int d = r - 3; d >= 0; d--) { b += rest % dims[d] * st[j][d]; rest /= dims[d]; }
+                    off[j] = b;
+                }
+                long n = Math.Min(Tile, cols - tc * Tile), m = Math.Min(Tile, rows - tr * Tile);
+                for (long i = 0; i < m; i++)
+                {
+                    local.Run(off, n, step);
+                    for (int j = 0; j < k; j++) off[j] += st[j][r - 2];
+                }
+            }
+        };
+        if (chunks <= 1) body(0);
+        else Par.For(chunks, body);
+    }
 
     static void Walk<T>(int[] dims, long[][] st, long start, long end, ref T op) where T : struct, ISegmentOp
     {

@@ -126,8 +126,9 @@ public static partial class Ops
     struct ReluOp : IUnaryOp
     {
         public float Invoke(float x) => x > 0 || float.IsNaN(x) ? x : 0f;
-        public V256 Invoke(V256 x) => Vector256.Max(x, V256.Zero);
-        public V512 Invoke(V512 x) => Vector512.Max(x, V512.Zero);
+        // compare-and-select rather than the IEEE Max helper: as NaN-safe (NaN < 0 is false) and cheaper
+        public V256 Invoke(V256 x) => Vector256.ConditionalSelect(Vector256.LessThan(x, V256.Zero), V256.Zero, x);
+        public V512 Invoke(V512 x) => Vector512.ConditionalSelect(Vector512.LessThan(x, V512.Zero), V512.Zero, x);
     }
 
     /// <summary>g where x &gt; 0, else 0.</summary>

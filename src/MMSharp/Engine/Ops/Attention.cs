@@ -41,16 +41,17 @@ public static unsafe partial class Ops
             if (!t.DType.IsFloat()) throw new ArgumentException($"{op}: {t.Describe()} is not a float tensor");
 
         using var masks = AttentionMasks.Build(op, B, Hq, Tq, Tk, mask, keyLengths, keyValid, segmentIds);
-        using var qc = Contiguous(q, DType.F32);
-        using var kc = Contiguous(k, DType.F32);
-        using var vc = Contiguous(v, DType.F32);
+        using var qc = ContiguousF32(q, op);
+        using var kc = ContiguousF32(k, op);
+        using var vc = ContiguousF32(v, op);
         var p = masks.Problem(B, Hq, Hkv, Tq, Tk, D, scale ?? 1f / MathF.Sqrt(D), causal);
 
         var o = Tensor.Empty([B, Hq, Tq, D]);
         var lse = Tensor.Empty([B, Hq, Tq]);
+        using (var qS = PadRows(qc, (long)B * Hq * Tq, D, p.DPad, p.Scale))
         using (var kT = TransposePadded(kc, B * Hkv, Tk, D, p.TkPad))
         using (var vP = PadRows(vc, (long)B * Hkv * Tk, D, p.DPad))
-            FlashAttention.Forward(p, qc.F32Ptr, D, kT.F32Ptr, vP.F32Ptr, o.F32Ptr, lse.F32Ptr);
+            FlashAttention.Forward(p, qS.F32Ptr, kT.F32Ptr, vP.F32Ptr, o.F32Ptr, lse.F32Ptr);
 
         if (Tensor.AnyRequiresGrad(q, k, v))
         {
@@ -78,7 +79,7 @@ public static unsafe partial class Ops
     {
         int B = p.B, Hq = p.Hq, Hkv = p.Hkv, Tq = p.Tq, Tk = p.Tk, D = p.D;
         long qRows = (long)B * Hq * Tq;
-        using var gc = Contiguous(g, DType.F32);
+        using var gc = ContiguousF32(g, "ScaledDotProductAttention backward");
         // Δ_i = Σ_d dO[i, d]·O[i, d], the row term of the softmax gradient
         using var delta = Tensor.Empty([B, Hq, Tq]);
         float* gp = gc.F32Ptr, op = o.F32Ptr, dp = delta.F32Ptr;
@@ -89,27 +90,28 @@ public static unsafe partial class Ops
         var dq = Tensor.Empty([B, Hq, Tq, D]);
         var dk = Tensor.Zeros([B, Hkv, Tk, D]);
         var dv = Tensor.Zeros([B, Hkv, Tk, D]);
-        using var qP = PadRows(q, qRows, D, p.DPad);
+        using var qS = PadRows(q, qRows, D, p.DPad, p.Scale);
         using var dOP = PadRows(gc, qRows, D, p.DPad);
         using var kP = PadRows(k, (long)B * Hkv * Tk, D, p.DPad);
         using var kT = TransposePadded(k, B * Hkv, Tk, D, p.TkPad);
         using var vT = TransposePadded(v, B * Hkv, Tk, D, p.TkPad);
-        FlashAttention.Backward(p, qP.F32Ptr, kT.F32Ptr, kP.F32Ptr, vT.F32Ptr, dOP.F32Ptr, lse.F32Ptr, delta.F32Ptr,
+        FlashAttention.Backward(p, qS.F32Ptr, kT.F32Ptr, kP.F32Ptr, vT.F32Ptr, dOP.F32Ptr, lse.F32Ptr, delta.F32Ptr,
             dq.F32Ptr, dk.F32Ptr, dv.F32Ptr);
         return (dq, dk, dv);
     }
 
-    /// <summary>Rows of length d copied into rows of length dPad (zero tail); an alias when d == dPad.</summary>
-    static Tensor PadRows(Tensor x, long rows, int d, int dPad)
+    /// <summary>Rows of length d, times <paramref name="scale"/>, copied into rows of length dPad (zero tail); an alias when
+    /// there is nothing to do.</summary>
+    static Tensor PadRows(Tensor x, long rows, int d, int dPad, float scale = 1f)
     {
-        if (d == dPad) return x.Alias(register: false);
+        if (d == dPad && scale == 1f) return x.Alias(register: false);
         var r = Tensor.Empty([checked((int)(rows * dPad))]);
         float* src = x.F32Ptr, dst = r.F32Ptr;
         Par.ForChunks(rows, 512, (s, e) =>
         {
             for (long i = s; i < e; i++)
             {
-                new ReadOnlySpan<float>(src + i * d, d).CopyTo(new Span<float>(dst + i * dPad, d));
+                TensorPrimitives.Multiply(new ReadOnlySpan<float>(src + i * d, d), scale, new Span<float>(dst + i * dPad, d));
                 new Span<float>(dst + i * dPad + d, dPad - d).Clear();
             }
         });
@@ -150,7 +152,7 @@ public static unsafe partial class Ops
             {
                 if (mask.Rank > 4) throw new ArgumentException($"{op}: mask {mask.Describe()} has more than 4 dims");
                 if (mask.DType == DType.Bool) m._mask = BoolToAdditive(mask);
-                else if (mask.DType.IsFloat()) m._mask = Contiguous(mask, DType.F32);
+                else if (mask.DType.IsFloat()) m._mask = ContiguousF32(mask, op);
                 else throw new ArgumentException($"{op}: mask {mask.Describe()} must be float (additive) or Bool");
                 try { m._maskStrides = BroadcastStrides(m._mask, [B, Hq, Tq, Tk]); }
                 catch (ArgumentException) { throw new ArgumentException($"{op}: mask {mask.Describe()} does not broadcast to [B={B}, Hq={Hq}, Tq={Tq}, Tk={Tk}]"); }

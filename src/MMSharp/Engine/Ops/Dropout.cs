@@ -57,7 +57,7 @@ public static unsafe partial class Ops
     /// <summary>y = x · mask[i / group] · scale over groups of <paramref name="group"/> consecutive elements; records backward.</summary>
     static Tensor ApplyKeepMask(string name, Tensor x, Tensor mask, long groups, long group, float scale)
     {
-        using var xc = Contiguous(x, DType.F32);
+        using var xc = ContiguousF32(x, name);
         var y = Tensor.Empty(x.Shape);
         MaskScale(xc.F32Ptr, mask.DataPtr, y.F32Ptr, groups, group, scale);
         if (Tensor.AnyRequiresGrad(x))

@@ -31,7 +31,7 @@ public static unsafe partial class Ops
         var tx = ResampleTaps.Build(W, outW, mode, alignCorners);
         int[] outShape = [.. x.Shape[..^2], outH, outW];
         long planes = x.NumEl / Math.Max(1L, (long)H * W);
-        using var xc = Contiguous(x, DType.F32);
+        using var xc = ContiguousF32(x, "Interpolate");
         var y = Tensor.Empty(outShape);
         float* xs = xc.F32Ptr, ys = y.F32Ptr;
         Par.ForChunks(planes, 1, (s, e) =>

@@ -151,8 +151,8 @@ public static unsafe partial class Ops
 
     static void NormBackwardRow(float* g, float* x, float* w, float m, float s, int n, bool center, float* dx, float* dw, float* db)
     {
-        // pass 1: Σ d and Σ d·x̂, and the weight/bias partials
-        float sumD = 0, sumDN = 0;
+        // pass 1: Σ d and Σ d·x̂, and the weight/bias partials (double: the scalar fallback sums the whole row here)
+        double sumD = 0, sumDN = 0;
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
         {
@@ -194,7 +194,7 @@ public static unsafe partial class Ops
         if (dx == null) return;
 
         // pass 2: dx
-        float m1 = center ? sumD / n : 0f, m2 = sumDN / n;
+        float m1 = center ? (float)(sumD / n) : 0f, m2 = (float)(sumDN / n);
         i = 0;
         if (Vector512.IsHardwareAccelerated)
         {

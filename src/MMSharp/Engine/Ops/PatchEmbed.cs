@@ -55,7 +55,7 @@ public static unsafe partial class Ops
         int B = x.Shape[0], C = x.Shape[1], H = x.Shape[2], W = x.Shape[3], Hp = H / kh, Wp = W / kw;
         int K = C * kh * kw;
         long N = (long)B * Hp * Wp;
-        using var xc = Contiguous(x, DType.F32);
+        using var xc = ContiguousF32(x, "Conv2dPatch");
         var rows = Tensor.Empty([checked((int)N), K]);
         float* xs = xc.F32Ptr, rs = rows.F32Ptr;
         Par.ForChunks(N, 16, (s, e) =>
@@ -103,15 +103,15 @@ public static unsafe partial class Ops
         if (weight.NumEl != (long)O * K) throw new ArgumentException($"{op}: weight {weight.Describe()} does not have {K} inputs per output");
         if (weight.DType is not (DType.F32 or DType.BF16)) throw new ArgumentException($"{op}: weight {weight.Describe()} must be F32 or BF16");
         if (bias != null && (bias.Rank != 1 || bias.Shape[0] != O)) throw new ArgumentException($"{op}: bias {bias.Describe()} must be [{O}]");
-        using var rc = Contiguous(rows, DType.F32);
-        var wc = Contiguous(weight);
+        using var rc = ContiguousF32(rows, op);
+        var wc = weight.IsContiguous ? weight.Alias(register: false) : ContiguousF32(weight, op); // BF16 stays BF16 when contiguous
         var y = Tensor.Empty([N, O]);
         // B(k, j) = W[j, k]: the weight read transposed through its strides
         if (wc.DType == DType.BF16) Gemm.SgemmBF16(N, O, K, rc.F32Ptr, K, 1, (ushort*)wc.DataPtr, 1, K, y.F32Ptr, O);
         else Gemm.Sgemm(N, O, K, rc.F32Ptr, K, 1, wc.F32Ptr, 1, K, y.F32Ptr, O);
         if (bias != null)
         {
-            using var bc = Contiguous(bias, DType.F32);
+            using var bc = ContiguousF32(bias, op);
             float* yp = y.F32Ptr, bp = bc.F32Ptr;
             Par.ForChunks(N, 64, (s, e) =>
             {

@@ -9,19 +9,25 @@ namespace MMSharp.Engine;
 public static unsafe partial class Ops
 {
     /// <summary>An F32 tensor over <paramref name="x"/>'s elements (any strides): a plain alias when it is
-    /// already F32, a converted copy otherwise. Never records a graph node; dispose after use.</summary>
+    /// already F32, a converted copy otherwise (BF16/F16 widen; integer and Bool tensors become their
+    /// values, so a Bool mask multiplies as 0/1). Never records a graph node; dispose after use.</summary>
     internal static Tensor AsF32(Tensor x, string op)
     {
         if (x.DType == DType.F32) return x.Alias(register: false);
-        if (!x.DType.IsFloat()) throw new ArgumentException($"{op}: {x.Describe()} must be a floating tensor");
         using (GradMode.NoGrad()) return Clone(x, DType.F32);
     }
 
     /// <summary>A contiguous F32 tensor with <paramref name="x"/>'s elements (alias if possible). No graph.</summary>
     internal static Tensor ContiguousF32(Tensor x, string op)
     {
-        if (!x.DType.IsFloat()) throw new ArgumentException($"{op}: {x.Describe()} must be a floating tensor");
         if (x.DType == DType.F32 && x.IsContiguous) return x.Alias(register: false);
+        if (x.DType == DType.F32)
+        {
+            // strided F32: the parallel, tiled copy of the pointwise driver (transposes are common here)
+            var y = Tensor.Empty(x.Shape);
+            VectorLoop.Map(new IdentityOp(), x.Shape, x.F32Ptr, x.Strides, y.F32Ptr);
+            return y;
+        }
         using (GradMode.NoGrad()) return Clone(x, DType.F32);
     }
 
@@ -63,7 +69,7 @@ public static unsafe partial class Ops
     {
         if (!needed || g == null) { if (temporary) g?.Dispose(); return null; }
         if (g.Shape.AsSpan().SequenceEqual(shape)) return g;
-        var r = SumToShape(g, shape);
+        var r = SumLeadingDims(g, shape) ?? SumToShape(g, shape);
         if (temporary) g.Dispose();
         return r;
     }

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using MMSharp.Engine.Kernels;
 
 namespace MMSharp.Engine;
@@ -40,23 +41,65 @@ public static unsafe partial class Ops
             });
             return;
         }
-        // reduce across rows: each output row accumulates the R input rows in order r = 0..R-1
-        const int Cols = 2048;
+        // reduce across rows: each output strip accumulates the R input rows in a fixed order (groups of
+        // four rows), so the column blocking below does not change any result
+        const int Cols = 1024;
         int colBlocks = (inner + Cols - 1) / Cols;
         long work = (long)outer * r * inner;
         int items = outer * colBlocks;
         Action<int> body = item =>
         {
             int o = item / colBlocks, c0 = item % colBlocks * Cols, n = Math.Min(Cols, inner - c0);
-            float* dst = y + (long)o * inner + c0;
-            float* src = x + (long)o * r * inner + c0;
-            new Span<float>(dst, n).Clear();
-            for (int k = 0; k < r; k++)
-                System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(dst, n), new ReadOnlySpan<float>(src + (long)k * inner, n), new Span<float>(dst, n));
-            if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(dst, n), scale, new Span<float>(dst, n));
+            AccumulateRows(x + (long)o * r * inner + c0, inner, r, y + (long)o * inner + c0, n, scale);
         };
         if (work < VectorLoop.ParallelGrain) for (int i = 0; i < items; i++) body(i);
         else Par.For(items, body);
+    }
+
+    /// <summary>dst[i] = scale · Σ_k src[k·stride + i] for i &lt; n, rows taken four at a time as ((a + b) + (c + d)).</summary>
+    static void AccumulateRows(float* src, long stride, int r, float* dst, int n, float scale)
+    {
+        new Span<float>(dst, n).Clear();
+        int k = 0;
+        for (; k + 4 <= r; k += 4)
+        {
+            float* a = src + k * stride, b = a + stride, c = b + stride, d = c + stride;
+            int i = 0;
+            if (Vector512.IsHardwareAccelerated)
+                for (; i + 16 <= n; i += 16)
+                    (Vector512.Load(dst + i) + ((Vector512.Load(a + i) + Vector512.Load(b + i)) + (Vector512.Load(c + i) + Vector512.Load(d + i)))).Store(dst + i);
+            else if (Vector256.IsHardwareAccelerated)
+                for (; i + 8 <= n; i += 8)
+                    (Vector256.Load(dst + i) + ((Vector256.Load(a + i) + Vector256.Load(b + i)) + (Vector256.Load(c + i) + Vector256.Load(d + i)))).Store(dst + i);
+            for (; i < n; i++) dst[i] += (a[i] + b[i]) + (c[i] + d[i]);
+        }
+        for (; k < r; k++)
+        {
+            float* a = src + k * stride;
+            System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(dst, n), new ReadOnlySpan<float>(a, n), new Span<float>(dst, n));
+        }
+        if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(dst, n), scale, new Span<float>(dst, n));
+    }
+
+    /// <summary>
+    /// Σ of <paramref name="g"/> down to <paramref name="shape"/> when only leading dims were broadcast
+    /// (the bias / row-vector case: [..., C] to [C] or [1, C]) with the parallel column kernel; any other
+    /// pattern goes to <see cref="SumToShape"/>. Null when the fast case does not apply.
+    /// </summary>
+    static Tensor? SumLeadingDims(Tensor g, int[] shape)
+    {
+        int lead = g.Rank - shape.Length;
+        if (lead < 0) return null;
+        int firstKept = 0; // leading dims of shape that are 1 (and broadcast) count as removed
+        while (firstKept < shape.Length && shape[firstKept] == 1 && g.Shape[lead + firstKept] != 1) firstKept++;
+        for (int i = firstKept; i < shape.Length; i++)
+            if (shape[i] != g.Shape[lead + i]) return null;
+        long inner = Tensor.Product(shape);
+        if (inner == 0 || g.NumEl == 0) return null;
+        using var gc = ContiguousF32(g, "sum_to_shape");
+        var r = Tensor.Empty(shape);
+        SumKernel(gc.F32Ptr, r.F32Ptr, 1, checked((int)(g.NumEl / inner)), checked((int)inner), 1f);
+        return r;
     }
 
     /// <summary>Σ over all n elements of a contiguous buffer: fixed blocks summed in parallel, then in order (in double).</summary>

@@ -78,9 +78,9 @@ public static unsafe partial class Ops
             || (perBatch && (x.Rank < 3 || tshape[0] != x.Shape[0])))
             throw new ArgumentException($"{op}: tables {cos.Describe()} do not fit x {x.Describe()} (need [T, rd] or [B, T, rd], rd even ≤ D)");
         int rd = tshape[^1];
-        using var xc = Contiguous(x, DType.F32);
-        var c = Contiguous(cos, DType.F32);
-        var s = Contiguous(sin, DType.F32);
+        using var xc = ContiguousF32(x, op);
+        var c = ContiguousF32(cos, op);
+        var s = ContiguousF32(sin, op);
         var y = Tensor.Empty(x.Shape);
         int batch = perBatch ? x.Shape[0] : 1;
         RotaryRows(xc.F32Ptr, c.F32Ptr, s.F32Ptr, y.F32Ptr, x.NumEl / D, batch, T, D, rd, transpose: false);

@@ -58,7 +58,7 @@ public static unsafe partial class Ops
         if (!moved) return y;
         using var back = Transpose(y, dim, last);
         y.Dispose();
-        return Clone(back);
+        return ContiguousF32(back, name);
     }
 
     static void ForRows(long rows, int v, Action<long> row) =>
@@ -71,8 +71,7 @@ public static unsafe partial class Ops
         {
             float* x = x0 + r * v, y = y0 + r * v;
             var exp = new RowReduce.ExpShift(RowReduce.Max(x, v));
-            VectorLoop.MapContiguous(ref exp, x, y, v);
-            var scale = new MulScalarOp(1f / RowReduce.Sum(y, v));
+            var scale = new MulScalarOp(1f / RowReduce.MapSum(ref exp, x, y, v));
             VectorLoop.MapContiguous(ref scale, y, y, v);
         });
     }

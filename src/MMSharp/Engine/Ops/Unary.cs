@@ -68,8 +68,19 @@ public static partial class Ops
     struct ClampOp(float lo, float hi) : IUnaryOp
     {
         public float Invoke(float x) => float.IsNaN(x) ? x : Math.Min(Math.Max(x, lo), hi);
-        public V256 Invoke(V256 x) => Vector256.Min(Vector256.Max(x, Vector256.Create(lo)), Vector256.Create(hi));
-        public V512 Invoke(V512 x) => Vector512.Min(Vector512.Max(x, Vector512.Create(lo)), Vector512.Create(hi));
+        public V256 Invoke(V256 x)
+        {
+            var l = Vector256.Create(lo); var h = Vector256.Create(hi);
+            x = Vector256.ConditionalSelect(Vector256.LessThan(x, l), l, x);
+            return Vector256.ConditionalSelect(Vector256.GreaterThan(x, h), h, x);
+        }
+
+        public V512 Invoke(V512 x)
+        {
+            var l = Vector512.Create(lo); var h = Vector512.Create(hi);
+            x = Vector512.ConditionalSelect(Vector512.LessThan(x, l), l, x);
+            return Vector512.ConditionalSelect(Vector512.GreaterThan(x, h), h, x);
+        }
     }
 
     /// <summary>x^p for a fixed exponent: exact products for small integer and ±0.5 exponents,
