@@ -1,6 +1,3 @@
-using System.CommandLine;
 using MMSharp.Cli;
 
-var root = new RootCommand("MMSharp: multimodal (vision-language) model suite for .NET — run, fine-tune, convert and scale out InternVL and Qwen-VL models.");
-root.Subcommands.Add(InfoCommand.Build());
-return root.Parse(args).Invoke();
+return CliApp.Run(args);

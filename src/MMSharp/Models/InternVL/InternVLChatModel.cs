@@ -277,30 +277,33 @@ public sealed class InternVLChatModel : Module
     /// <summary>
     /// Prefill: runs the prompt (with images) through the model, storing keys/values in <paramref name="cache"/>
     /// (which must be empty or hold the preceding tokens), and returns the logits of the last position [B, V].
-    /// Runs without autograd.
+    /// Runs without autograd. Left-padded batches pass <paramref name="attentionMask"/> (Bool [B, T], true = real token)
+    /// and <paramref name="positionIds"/> (I64 [B, T]); see <see cref="Qwen2Model.Forward"/>.
     /// </summary>
-    public Tensor Prefill(Tensor inputIds, Tensor? pixelValues, KvCache cache, Tensor? imageFlags = null)
+    public Tensor Prefill(Tensor inputIds, Tensor? pixelValues, KvCache cache, Tensor? imageFlags = null,
+        Tensor? attentionMask = null, Tensor? positionIds = null)
     {
         using var _ = GradMode.NoGrad();
         using var scope = TensorScope.Begin();
         using var features = pixelValues != null ? ExtractFeature(pixelValues) : null;
         using var embeds = EmbedInputs(inputIds, features, imageFlags);
-        using var logits = LanguageModel.Forward(embeds, cache, lastOnly: true, _tap);   // [B, 1, V]
+        using var logits = LanguageModel.Forward(embeds, cache, lastOnly: true, _tap, attentionMask, positionIds); // [B, 1, V]
         return scope.Keep(Ops.Reshape(logits, logits.Shape[0], logits.Shape[2]));
     }
 
     /// <summary>
     /// One decoding step: token ids [B] (or [B, 1]) at position cache.Length -> logits [B, V]; appends to the cache
-    /// in place. Intermediates return to the pool at the end of the step.
+    /// in place. Intermediates return to the pool at the end of the step. Left-padded batches pass
+    /// <paramref name="attentionMask"/> (Bool [B, cache.Length + 1]) and <paramref name="positionIds"/> (I64 [B, 1]).
     /// </summary>
-    public Tensor DecodeStep(Tensor tokenIds, KvCache cache)
+    public Tensor DecodeStep(Tensor tokenIds, KvCache cache, Tensor? attentionMask = null, Tensor? positionIds = null)
     {
         using var _ = GradMode.NoGrad();
         using var scope = TensorScope.Begin();
         int B = tokenIds.Shape[0];
         using var ids = Ops.Reshape(tokenIds, B, 1);
         using var embeds = LanguageModel.Model.EmbedTokens.Forward(ids);          // [B, 1, Hl]
-        using var logits = LanguageModel.Forward(embeds, cache, lastOnly: true, _tap); // [B, 1, V]
+        using var logits = LanguageModel.Forward(embeds, cache, lastOnly: true, _tap, attentionMask, positionIds); // [B, 1, V]
         return scope.Keep(Ops.Reshape(logits, B, logits.Shape[2]));
     }
 

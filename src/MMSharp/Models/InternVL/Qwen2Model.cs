@@ -48,8 +48,9 @@ public sealed class Qwen2Attention : Module
     /// <summary>
     /// x [B, T, C] -> [B, T, C]. With a cache, the new keys/values are stored at the cache's current length and
     /// attention runs over all P + T cached positions (causal diagonal aligned to the end).
+    /// <paramref name="keyValid"/> (Bool [B, P + T], the HF attention_mask) hides padding keys of left-padded batches.
     /// </summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, Tensor? keyValid = null)
     {
         int B = x.Shape[0], T = x.Shape[1], hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads;
         using var q = ProjectHeads(QProj, x, B, T, nH, hd);                       // [B, nH, T, hd]
@@ -61,13 +62,13 @@ public sealed class Qwen2Attention : Module
         using var kRot = Ops.ApplyRotary(k, cos, sin);
 
         Tensor o;
-        if (cache == null) o = Ops.ScaledDotProductAttention(qRot, kRot, v, causal: true);
+        if (cache == null) o = Ops.ScaledDotProductAttention(qRot, kRot, v, causal: true, keyValid: keyValid);
         else
         {
             var (kAll, vAll) = cache.Append(layer, kRot, v);                      // [B, nKV, P + T, hd]
             using (kAll)
             using (vAll)
-                o = Ops.ScaledDotProductAttention(qRot, kAll, vAll, causal: true);
+                o = Ops.ScaledDotProductAttention(qRot, kAll, vAll, causal: true, keyValid: keyValid);
         }
         using (o)                                                                 // [B, nH, T, hd]
         using (var oTokens = Ops.Transpose(o, 1, 2))                              // [B, T, nH, hd]
@@ -121,11 +122,11 @@ public sealed class Qwen2DecoderLayer : Module
         PostAttentionLayernorm = RegisterModule("post_attention_layernorm", new RMSNorm(c.HiddenSize, (float)c.RmsNormEps, dtype));
     }
 
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, ActivationTap? tap = null)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, ActivationTap? tap = null, Tensor? keyValid = null)
     {
         Tensor h;
         using (var n1 = InputLayernorm.Forward(x))
-        using (var attn = SelfAttn.Forward(n1, cos, sin, cache, layer))
+        using (var attn = SelfAttn.Forward(n1, cos, sin, cache, layer, keyValid))
         {
             tap?.Invoke($"llm.layers.{layer}.attn_out", attn);
             h = Ops.Add(x, attn);
@@ -162,16 +163,31 @@ public sealed class Qwen2Model : Module
     /// <summary>
     /// inputs_embeds [B, T, C] -> final-normed hidden states [B, T, C]. Positions are P, …, P + T − 1 with P the
     /// cache length (0 without a cache); the cache is advanced by T.
+    /// For left-padded batches pass <paramref name="attentionMask"/> (Bool [B, P + T]: true for real tokens, over the
+    /// cached and the new positions, as HF's attention_mask) and <paramref name="positionIds"/> (I64 [B, T]; HF derives
+    /// them as cumsum(attention_mask) − 1 so every row's real tokens start at 0). The dynamic-NTK base then follows
+    /// the largest position id given.
     /// </summary>
-    public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, ActivationTap? tap = null)
+    public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, ActivationTap? tap = null,
+        Tensor? attentionMask = null, Tensor? positionIds = null)
     {
         if (inputsEmbeds.Rank != 3 || inputsEmbeds.Shape[2] != Config.HiddenSize)
             throw new ArgumentException($"Qwen2Model: inputs_embeds must be [B, T, {Config.HiddenSize}], got {inputsEmbeds.Describe()}");
         int B = inputsEmbeds.Shape[0], T = inputsEmbeds.Shape[1];
         int start = cache?.Length ?? 0;
         cache?.EnsureRoom(B, T);
-        using var positions = Qwen2Rotary.Positions(start, T);
-        var (cos, sin) = Qwen2Rotary.Tables(Config, positions, start + T - 1);    // [T, hd]
+        if (attentionMask != null && (attentionMask.Rank != 2 || attentionMask.Shape[0] != B || attentionMask.Shape[1] != start + T))
+            throw new ArgumentException($"Qwen2Model: attention_mask must be [B={B}, {start + T}] (cached + new tokens), got {attentionMask.Describe()}");
+        if (positionIds != null && (positionIds.Rank != 2 || positionIds.Shape[0] != B || positionIds.Shape[1] != T))
+            throw new ArgumentException($"Qwen2Model: position_ids must be [B={B}, T={T}], got {positionIds.Describe()}");
+        using var positions = positionIds == null ? Qwen2Rotary.Positions(start, T) : null;
+        long maxPosition = start + T - 1;
+        if (positionIds != null)
+        {
+            maxPosition = 0;
+            for (long i = 0; i < positionIds.NumEl; i++) maxPosition = Math.Max(maxPosition, positionIds.GetFlatLong(i));
+        }
+        var (cos, sin) = Qwen2Rotary.Tables(Config, positionIds ?? positions!, maxPosition); // [T, hd] or [B, T, hd]
         using (cos)
         using (sin)
         {
@@ -181,7 +197,7 @@ public sealed class Qwen2Model : Module
             {
                 for (int i = 0; i < Layers.Count; i++)
                 {
-                    var next = Layers[i].Forward(h, cos, sin, cache, i, tap);
+                    var next = Layers[i].Forward(h, cos, sin, cache, i, tap, attentionMask);
                     if (owned) h.Dispose();
                     (h, owned) = (next, true);
                 }
@@ -221,9 +237,10 @@ public sealed class Qwen2ForCausalLM : Module
     /// inputs_embeds [B, T, C] -> logits [B, T, V], or [B, 1, V] for the last position only when
     /// <paramref name="lastOnly"/> (prefill and decoding need no more, and the head is the largest matmul).
     /// </summary>
-    public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, bool lastOnly = false, ActivationTap? tap = null)
+    public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, bool lastOnly = false, ActivationTap? tap = null,
+        Tensor? attentionMask = null, Tensor? positionIds = null)
     {
-        using var h = Model.Forward(inputsEmbeds, cache, tap);
+        using var h = Model.Forward(inputsEmbeds, cache, tap, attentionMask, positionIds);
         if (!lastOnly) return LmHead.Forward(h);
         using var last = Ops.Narrow(h, 1, h.Shape[1] - 1, 1);                    // [B, 1, C]
         return LmHead.Forward(last);

@@ -1,0 +1,187 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MMSharp.Engine;
+using MMSharp.Generation;
+using MMSharp.Text;
+using MMSharp.Vision;
+
+namespace MMSharp.Cli;
+
+/// <summary>
+/// <c>mmsharp eval --model DIR --data FILE.jsonl --out results.json</c>: answers every record of an InternVL JSONL test
+/// set (question = first human turn, reference = first gpt turn) in left-padded greedy batches. Resumable: ids already
+/// in the results file are skipped, and the file is rewritten atomically after every batch.
+/// </summary>
+internal static class EvalCommand
+{
+    static readonly Option<string> Data = new("--data") { Description = "InternVL JSONL records (id, image or video, conversations).", Required = true };
+    static readonly Option<string> Out = new("--out") { Description = "Results json (a list of {id, prompt, prediction, reference}).", Required = true };
+    static readonly Option<string?> ImageRoot = new("--image-root") { Description = "Directory that image/video paths are relative to (default: the JSONL's directory)." };
+    static readonly Option<int> BatchSize = new("--batch-size") { Description = "Records generated together (left padding).", DefaultValueFactory = _ => 4 };
+
+    public static Command Build(CliConsole io)
+    {
+        var cmd = new Command("eval", "Answer a JSONL test set in batches, resumably.");
+        foreach (var o in new Option[] { ChatCommand.Model, Data, Out, ImageRoot, BatchSize, ChatCommand.MaxTiles, ChatCommand.MaxNewTokens, ChatCommand.NumSegments })
+            cmd.Options.Add(o);
+        cmd.SetAction(parse => io.Guard(parse, () => Run(parse, io)));
+        return cmd;
+    }
+
+    /// <summary>One test record: its id as written in the JSONL, media paths, question and reference answer.</summary>
+    internal sealed record EvalRecord(JsonNode Id, string[] Images, string? Video, string Question, string? Reference)
+    {
+        public string Key => Id.ToJsonString();
+    }
+
+    internal static List<EvalRecord> ReadRecords(string path, string root)
+    {
+        if (!File.Exists(path)) throw new CliException($"data file '{path}' does not exist");
+        var list = new List<EvalRecord>();
+        int lineNo = 0;
+        foreach (string line in File.ReadLines(path))
+        {
+            lineNo++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            JsonNode? n;
+            try { n = JsonNode.Parse(line); }
+            catch (JsonException e) { throw new CliException($"{path}:{lineNo}: not valid JSON ({e.Message})"); }
+            if (n is not JsonObject o) throw new CliException($"{path}:{lineNo}: a record must be a JSON object");
+            var id = o["id"]?.DeepClone() ?? JsonValue.Create(lineNo - 1);
+            string[] images = o["image"] switch
+            {
+                null => [],
+                JsonArray a => a.Select(x => x!.GetValue<string>()).ToArray(),
+                var x => [x.GetValue<string>()],
+            };
+            string? video = o["video"]?.GetValue<string>();
+            if (o["conversations"] is not JsonArray conv) throw new CliException($"{path}:{lineNo}: record {id.ToJsonString()} has no conversations");
+            string? Turn(string from) => conv.OfType<JsonObject>().FirstOrDefault(t => t["from"]?.GetValue<string>() == from)?["value"]?.GetValue<string>();
+            string question = Turn("human") ?? throw new CliException($"{path}:{lineNo}: record {id.ToJsonString()} has no human turn");
+            string Abs(string p) => Path.IsPathRooted(p) ? p : Path.Combine(root, p);
+            list.Add(new EvalRecord(id, images.Select(Abs).ToArray(), video != null ? Abs(video) : null, question, Turn("gpt")));
+        }
+        return list;
+    }
+
+    static int Run(ParseResult p, CliConsole io)
+    {
+        string dataPath = p.GetValue(Data)!, outPath = p.GetValue(Out)!;
+        string root = p.GetValue(ImageRoot) ?? Path.GetDirectoryName(Path.GetFullPath(dataPath))!;
+        int batchSize = p.GetValue(BatchSize);
+        if (batchSize < 1) throw new CliException($"--batch-size must be >= 1, got {batchSize}");
+        var records = ReadRecords(dataPath, root);
+        var results = ReadResults(outPath);
+        var done = results.Select(r => r!["id"]!.ToJsonString()).ToHashSet();
+        var todo = records.Where(r => !done.Contains(r.Key)).ToList();
+        io.Err.WriteLine($"eval: {records.Count} records, {records.Count - todo.Count} already in {outPath}, {todo.Count} to answer");
+        if (todo.Count == 0) return 0;
+
+        using var loaded = LoadedModel.Open(p.GetValue(ChatCommand.Model)!);
+        var gen = loaded.Generator;
+        var cfg = loaded.Model.Config;
+        int maxTiles = p.GetValue(ChatCommand.MaxTiles) ?? cfg.MaxDynamicPatch;
+        int maxNew = p.GetValue(ChatCommand.MaxNewTokens);
+        int padId = loaded.Tokenizer.PadTokenId ?? loaded.Tokenizer.TokenToId("<|endoftext|>") ?? 0;
+        var progress = new ProgressBar(io.Err, records.Count, records.Count - todo.Count);
+        for (int start = 0; start < todo.Count; start += batchSize)
+        {
+            var batch = todo.Skip(start).Take(batchSize).ToList();
+            var prompts = new List<IReadOnlyList<int>>();
+            var texts = new List<string>();
+            var tiles = new List<Tensor>();
+            try
+            {
+                foreach (var r in batch)
+                {
+                    var (question, pv, numPatches) = Prepare(r, maxTiles, p.GetValue(ChatCommand.NumSegments), cfg.ImageSize);
+                    if (pv != null) tiles.Add(pv);
+                    string text = InternVLPrompt.BuildChatQuery(gen.Template, question, numPatches, cfg.NumImageToken, null, cfg.SystemMessage);
+                    texts.Add(text);
+                    prompts.Add(gen.Tokenizer.Encode(text));
+                }
+                using var pixels = tiles.Count == 0 ? null : RoundToModel(tiles, cfg.TorchDType);
+                var answers = gen.GenerateBatch(prompts, pixels, maxNew, padId);
+                for (int i = 0; i < batch.Count; i++)
+                    results.Add(new JsonObject
+                    {
+                        ["id"] = batch[i].Id.DeepClone(),
+                        ["prompt"] = batch[i].Question,
+                        ["prediction"] = answers[i].Text,
+                        ["reference"] = batch[i].Reference,
+                    });
+            }
+            finally { foreach (var t in tiles) t.Dispose(); }
+            WriteAtomically(outPath, results);
+            progress.Advance(batch.Count);
+        }
+        progress.Finish();
+        return 0;
+    }
+
+    /// <summary>The question with image placeholders (as batch_chat / the model card), its pixel values and tiles per image.</summary>
+    static (string Question, Tensor? PixelValues, int[] NumPatches) Prepare(EvalRecord r, int maxTiles, int numSegments, int imageSize)
+    {
+        string q = r.Question;
+        if (r.Video != null)
+        {
+            var frames = MediaLoader.LoadVideo(r.Video, numSegments, 1, imageSize);
+            if (!q.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal)) q = InternVLPrompt.VideoPrefix(frames.NumPatches.Length) + q;
+            return (q, frames.PixelValues, frames.NumPatches);
+        }
+        if (r.Images.Length == 0) return (q, null, []);
+        foreach (var f in r.Images) if (!File.Exists(f)) throw new CliException($"record {r.Key}: image '{f}' does not exist");
+        int perImage = r.Images.Length > 1 ? InternVLImagePreprocessor.MaxNumPerImage(maxTiles, r.Images.Length) : maxTiles;
+        var pv = InternVLImagePreprocessor.LoadImages(r.Images, out var numPatches, imageSize, perImage);
+        if (r.Images.Length > 1 && !q.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal))
+            q = InternVLPrompt.MultiImagePrefix(r.Images.Length) + q;
+        return (q, pv, numPatches);
+    }
+
+    static Tensor RoundToModel(List<Tensor> tiles, DType dtype)
+    {
+        using var all = tiles.Count == 1 ? Ops.Contiguous(tiles[0]) : Ops.Concat(tiles.ToArray(), 0);
+        if (dtype is not (DType.BF16 or DType.F16)) return Ops.Clone(all);
+        using var low = Ops.To(all, dtype);
+        return Ops.To(low, DType.F32);
+    }
+
+    static JsonArray ReadResults(string path)
+    {
+        if (!File.Exists(path)) return [];
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonArray
+                ?? throw new CliException($"results file '{path}' is not a JSON list; move it away or pick another --out");
+        }
+        catch (JsonException e) { throw new CliException($"results file '{path}' is not valid JSON ({e.Message}); move it away or pick another --out"); }
+    }
+
+    /// <summary>Writes to a temporary file next to the target and renames it over the target (never a half-written file).</summary>
+    static void WriteAtomically(string path, JsonArray results)
+    {
+        string full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string tmp = full + ".tmp";
+        File.WriteAllText(tmp, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+        File.Move(tmp, full, overwrite: true);
+    }
+}
+
+/// <summary>A one-line text progress bar on stderr: <c>[#######.............]  35/100</c>.</summary>
+internal sealed class ProgressBar(TextWriter err, int total, int done)
+{
+    int _done = done;
+
+    public void Advance(int n)
+    {
+        _done += n;
+        const int width = 30;
+        int filled = total == 0 ? width : (int)((long)_done * width / total);
+        err.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {_done}/{total}");
+        err.Flush();
+    }
+
+    public void Finish() => err.WriteLine();
+}

@@ -1,0 +1,110 @@
+using System.CommandLine;
+using System.Text.Json;
+using MMSharp.Generation;
+
+namespace MMSharp.Cli;
+
+/// <summary>
+/// <c>mmsharp infer --config FILE.json</c>: a chat driven by a MindSpeed-MM style inference json (schema in the README,
+/// "Inference json"). Every prompt is answered on its own (a fresh conversation) with the same media.
+/// </summary>
+internal static class InferCommand
+{
+    static readonly Option<string> ConfigFile = new("--config") { Description = "Inference json (infer_data_type, file_path, prompts, from_pretrained, generation_config).", Required = true };
+
+    public static Command Build(CliConsole io)
+    {
+        var cmd = new Command("infer", "Run inference described by a MindSpeed-MM style inference json.");
+        cmd.Options.Add(ConfigFile);
+        cmd.SetAction(parse => io.Guard(parse, () => Run(parse.GetValue(ConfigFile)!, io)));
+        return cmd;
+    }
+
+    /// <summary>The fields of the inference json this command reads (others, e.g. MindSpeed's model blocks, are ignored).</summary>
+    internal sealed record InferConfig(string InferDataType, string[] FilePaths, string[] Prompts, string FromPretrained,
+        string? TokenizerPath, string? Template, int NumSegments, int? MaxTiles, Decoding Decoding, string? DumpTensors);
+
+    internal static InferConfig Parse(string path)
+    {
+        if (!File.Exists(path)) throw new CliException($"inference json '{path}' does not exist");
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (JsonException e) { throw new CliException($"{path}: not valid JSON ({e.Message})"); }
+        using (doc)
+        {
+            var r = doc.RootElement;
+            string baseDir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+            string Resolve(string p) => Path.IsPathRooted(p) || File.Exists(p) || Directory.Exists(p) ? p : Path.Combine(baseDir, p);
+            string type = Str(r, "infer_data_type", path) ?? "image";
+            if (type is not ("image" or "video" or "text"))
+                throw new CliException($"{path}: infer_data_type must be \"image\", \"video\" or \"text\", got \"{type}\"");
+            var files = Strings(r, "file_path", path).Select(Resolve).ToArray();
+            if (type != "text" && files.Length == 0) throw new CliException($"{path}: infer_data_type \"{type}\" needs file_path");
+            if (type == "video" && files.Length != 1) throw new CliException($"{path}: infer_data_type \"video\" takes one file_path, got {files.Length}");
+            var prompts = Strings(r, "prompts", path);
+            if (prompts.Length == 0) throw new CliException($"{path}: prompts is missing or empty");
+            string model = Str(r, "from_pretrained", path) ?? throw new CliException($"{path}: from_pretrained (the Hugging Face checkpoint directory) is missing");
+            string? tok = r.TryGetProperty("tokenizer", out var t) && t.ValueKind == JsonValueKind.Object ? Str(t, "from_pretrained", path) : null;
+            var g = r.TryGetProperty("generation_config", out var gc) && gc.ValueKind == JsonValueKind.Object ? gc : default;
+            bool sample = g.ValueKind == JsonValueKind.Object && g.TryGetProperty("do_sample", out var ds) && ds.ValueKind == JsonValueKind.True;
+            var decoding = new Decoding(
+                Int(g, "max_new_tokens") ?? 1024,
+                sample ? Dbl(g, "temperature") ?? 1.0 : 0.0,
+                Dbl(g, "top_p") ?? 1.0,
+                sample ? Int(g, "top_k") ?? 50 : 0,
+                Int(g, "seed") is int s ? (ulong)s : null,
+                Dbl(g, "repetition_penalty") ?? 1.0);
+            return new InferConfig(type, files, prompts, Resolve(model), tok != null ? Resolve(tok) : null, Str(r, "template", path),
+                Int(r, "num_segments") ?? 8, Int(r, "max_num") ?? Int(r, "max_tiles"), decoding,
+                Str(r, "dump_tensors", path) is string d ? Resolve(d) : null);
+        }
+    }
+
+    static int Run(string path, CliConsole io)
+    {
+        var c = Parse(path);
+        var chooser = c.Decoding.CreateChooser();
+        using var loaded = LoadedModel.Open(c.FromPretrained, c.TokenizerPath, c.Template);
+        string? dump = c.DumpTensors;
+        for (int i = 0; i < c.Prompts.Length; i++)
+        {
+            using var session = new ChatSession(loaded.Generator, c.MaxTiles);
+            if (c.InferDataType == "image") foreach (var f in c.FilePaths) session.AddImage(f);
+            else if (c.InferDataType == "video")
+            {
+                var frames = MediaLoader.LoadVideo(c.FilePaths[0], c.NumSegments, c.MaxTiles ?? 1, loaded.Model.Config.ImageSize);
+                using (frames.PixelValues) session.AddVideoFrames(frames.PixelValues, frames.NumPatches);
+                if (dump != null) TensorDump.WriteFrameIndices(dump, frames.FrameIndices);
+            }
+            if (c.Prompts.Length > 1) io.Out.WriteLine($"[{i + 1}/{c.Prompts.Length}] {c.Prompts[i]}");
+            string? d = dump;
+            var result = session.Ask(c.Prompts[i], c.Decoding.MaxNewTokens, chooser, piece => { io.Out.Write(piece); io.Out.Flush(); },
+                d == null ? null : (ids, pv) => TensorDump.WritePrompt(d, loaded.Model, ids, pv));
+            io.Out.WriteLine();
+            if (d != null) TensorDump.WriteGenerated(d, result.Tokens);
+            dump = null;
+        }
+        io.Out.Flush();
+        return 0;
+    }
+
+    static string? Str(JsonElement e, string name, string path) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null
+            ? v.ValueKind == JsonValueKind.String ? v.GetString() : throw new CliException($"{path}: {name} must be a string")
+            : null;
+
+    static string[] Strings(JsonElement e, string name, string path)
+    {
+        if (!e.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return [];
+        if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
+        if (v.ValueKind == JsonValueKind.Array && v.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String))
+            return v.EnumerateArray().Select(x => x.GetString()!).ToArray();
+        throw new CliException($"{path}: {name} must be a string or a list of strings");
+    }
+
+    static int? Int(JsonElement e, string name) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
+
+    static double? Dbl(JsonElement e, string name) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+}

@@ -1,0 +1,46 @@
+using MMSharp.Generation;
+using MMSharp.Models.InternVL;
+using MMSharp.Text;
+
+namespace MMSharp.Cli;
+
+/// <summary>A checkpoint directory opened for generation: model, its tokenizer, its template and a <see cref="Generator"/>.</summary>
+internal sealed class LoadedModel : IDisposable
+{
+    public InternVLChatModel Model { get; }
+    public Qwen2Tokenizer Tokenizer { get; }
+    public Generator Generator { get; }
+
+    LoadedModel(InternVLChatModel model, Qwen2Tokenizer tokenizer, Generator generator)
+    {
+        Model = model;
+        Tokenizer = tokenizer;
+        Generator = generator;
+    }
+
+    /// <summary>
+    /// Loads <paramref name="directory"/> (config.json, safetensors, tokenizer files; the tokenizer may come from
+    /// <paramref name="tokenizerDirectory"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is resolved by the tokenizer.
+    /// </summary>
+    public static LoadedModel Open(string directory, string? tokenizerDirectory = null, string? templateName = null)
+    {
+        if (!Directory.Exists(directory)) throw new CliException($"model directory '{directory}' does not exist");
+        if (!File.Exists(Path.Combine(directory, "config.json"))) throw new CliException($"model directory '{directory}' has no config.json");
+        string tokDir = tokenizerDirectory ?? directory;
+        if (!Directory.Exists(tokDir)) throw new CliException($"tokenizer directory '{tokDir}' does not exist");
+        var tokenizer = Qwen2Tokenizer.FromDirectory(tokDir);
+        var model = InternVLChatModel.FromPretrained(directory, tokenizer.TokenToId(InternVLPrompt.ImageContextToken));
+        try
+        {
+            var template = ChatTemplate.Get(templateName ?? model.Config.Template ?? "internvl2_5");
+            return new LoadedModel(model, tokenizer, new Generator(model, tokenizer, template));
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose() => Model.Dispose();
+}

@@ -1,0 +1,128 @@
+using MMSharp.Engine;
+using MMSharp.Text;
+using MMSharp.Vision;
+
+namespace MMSharp.Generation;
+
+/// <summary>
+/// A multi-turn conversation as <c>model.chat(..., history=history, return_history=True)</c> keeps it: the
+/// (question, answer) pairs so far and every image attached so far. Each turn re-runs the whole prompt (history
+/// included, images expanded left to right) with all images' tiles, as the official code does.
+/// </summary>
+/// <remarks>
+/// Placeholders for images attached since the previous question are put in front of the next question: one image in
+/// the conversation gets <c>"&lt;image&gt;\n"</c> (what chat() prepends), several get the model card's
+/// <c>"Image-k: &lt;image&gt;\n"</c>, video frames <c>"Frame{i}: &lt;image&gt;\n"</c>.
+/// </remarks>
+public sealed class ChatSession : IDisposable
+{
+    readonly List<Tensor> _tiles = [];           // one [tiles, 3, S, S] block per image / frame
+    readonly List<int> _numPatches = [];
+    readonly List<(string Question, string Answer)> _history = [];
+    int _pendingImages, _pendingFrames;
+    bool _video;
+
+    public Generator Generator { get; }
+
+    /// <summary>Tiles per image at most (<c>max_num</c>), the config's max_dynamic_patch by default.</summary>
+    public int MaxTiles { get; }
+
+    /// <summary>System message; null = the template's (spec 5.6: config.system_message null means the default).</summary>
+    public string? SystemMessage { get; }
+
+    public IReadOnlyList<(string Question, string Answer)> History => _history;
+    public IReadOnlyList<int> NumPatchesList => _numPatches;
+
+    public ChatSession(Generator generator, int? maxTiles = null, string? systemMessage = null)
+    {
+        Generator = generator;
+        MaxTiles = maxTiles ?? generator.Model.Config.MaxDynamicPatch;
+        if (MaxTiles < 1) throw new ArgumentOutOfRangeException(nameof(maxTiles), $"max tiles must be >= 1, got {MaxTiles}");
+        SystemMessage = systemMessage ?? generator.Model.Config.SystemMessage;
+    }
+
+    /// <summary>Attaches an image (decoded and tiled now; a corrupt file throws <see cref="ImageDecodeException"/>).</summary>
+    public void AddImage(string path)
+    {
+        var t = InternVLImagePreprocessor.LoadImage(path, Generator.Model.Config.ImageSize, MaxTiles);
+        _tiles.Add(t);
+        _numPatches.Add(t.Shape[0]);
+        _pendingImages++;
+    }
+
+    /// <summary>Attaches video frames: <paramref name="pixelValues"/> [Σ tiles, 3, S, S] with <paramref name="numPatches"/> tiles per frame.</summary>
+    public void AddVideoFrames(Tensor pixelValues, IReadOnlyList<int> numPatches)
+    {
+        _tiles.Add(Ops.Contiguous(pixelValues));
+        _numPatches.AddRange(numPatches);
+        _pendingFrames += numPatches.Count;
+        _video = true;
+    }
+
+    /// <summary>Forgets history and images.</summary>
+    public void Reset()
+    {
+        foreach (var t in _tiles) t.Dispose();
+        _tiles.Clear();
+        _numPatches.Clear();
+        _history.Clear();
+        _pendingImages = _pendingFrames = 0;
+        _video = false;
+    }
+
+    /// <summary>The question as it is stored in the history (placeholders of newly attached images in front).</summary>
+    public string PrepareQuestion(string question)
+    {
+        string prefix = "";
+        if (_pendingFrames > 0) prefix = InternVLPrompt.VideoPrefix(_pendingFrames);
+        if (_pendingImages > 0)
+        {
+            if (_numPatches.Count == 1 && !question.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal))
+                prefix += InternVLPrompt.ImagePlaceholder + "\n";
+            else if (_numPatches.Count > 1)
+                for (int k = _numPatches.Count - _pendingImages; k < _numPatches.Count; k++)
+                    prefix += $"Image-{k + 1}: {InternVLPrompt.ImagePlaceholder}\n";
+        }
+        return prefix + question;
+    }
+
+    /// <summary>The full prompt text for <paramref name="question"/> (already prepared) given the current history.</summary>
+    public string BuildPrompt(string preparedQuestion) =>
+        InternVLPrompt.BuildChatQuery(Generator.Template, preparedQuestion, _numPatches, Generator.Model.Config.NumImageToken,
+            _history.Count == 0 ? null : _history, SystemMessage);
+
+    /// <summary>All attached tiles [Σ tiles, 3, S, S] in prompt order, rounded to the model's dtype as the model
+    /// card's <c>.to(torch.bfloat16)</c> does (F32 values); null without images. Caller disposes.</summary>
+    public Tensor? PixelValues()
+    {
+        if (_tiles.Count == 0) return null;
+        using var all = _tiles.Count == 1 ? Ops.Contiguous(_tiles[0]) : Ops.Concat(_tiles.ToArray(), 0);
+        if (Generator.Model.Config.TorchDType is DType.BF16 or DType.F16)
+        {
+            using var low = Ops.To(all, Generator.Model.Config.TorchDType);
+            return Ops.To(low, DType.F32);
+        }
+        return Ops.Clone(all);
+    }
+
+    /// <summary>
+    /// Answers <paramref name="question"/>: builds the prompt, tokenizes it, calls <paramref name="beforeGenerate"/>
+    /// (e.g. to dump tensors) and generates, streaming to <paramref name="onText"/>; the turn joins the history.
+    /// </summary>
+    public GenerationResult Ask(string question, int maxNewTokens, ITokenChooser? chooser = null, Action<string>? onText = null,
+        Action<int[], Tensor?>? beforeGenerate = null)
+    {
+        string q = PrepareQuestion(question);
+        string prompt = BuildPrompt(q);
+        int[] ids = Generator.Tokenizer.Encode(prompt);
+        Generator.CheckContext(ids.Length);
+        using var pv = PixelValues();
+        beforeGenerate?.Invoke(ids, pv);
+        var result = Generator.Generate(ids, pv, maxNewTokens, chooser, onText);
+        _history.Add((q, result.Text));
+        _pendingImages = _pendingFrames = 0;
+        return result;
+    }
+
+    public void Dispose() => Reset();
+}

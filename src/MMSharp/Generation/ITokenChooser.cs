@@ -1,0 +1,23 @@
+namespace MMSharp.Generation;
+
+/// <summary>
+/// Picks the next token from one row of logits. <see cref="Generator"/> calls it once per row and step;
+/// <paramref name="previous"/> holds the row's prompt and generated ids so far (repetition penalty reads them).
+/// </summary>
+public interface ITokenChooser
+{
+    int Choose(ReadOnlySpan<float> logits, IReadOnlyList<int> previous);
+}
+
+/// <summary>argmax of the logits (lowest id on ties, as torch.argmax): HF's greedy search, <c>do_sample=False</c>.</summary>
+public sealed class GreedyChooser : ITokenChooser
+{
+    public static GreedyChooser Instance { get; } = new();
+
+    public int Choose(ReadOnlySpan<float> logits, IReadOnlyList<int> previous)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+}
