@@ -32,6 +32,7 @@ public class GeneratorTests
         Assert.True(prompts.Select(p => p.Count).Distinct().Count() == 3, "rows must differ in length to exercise padding");
 
         var single = rows.Select((r, i) => gen.Generate(prompts[i], r.Pv, 7)).ToArray();
+        Assert.Contains(single, s => s.Tokens.Length > 3);   // rows keep decoding next to padded ones
         using var all = Ops.Concat([img1, img2], 0);
         var batch = gen.GenerateBatch(prompts, all, 7, CliFixtures.EndOfText);
         for (int i = 0; i < rows.Length; i++)

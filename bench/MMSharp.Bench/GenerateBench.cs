@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using System.Globalization;
+using MMSharp.Engine;
+using MMSharp.Engine.Autograd;
+using MMSharp.Engine.Kernels;
+using MMSharp.Models.InternVL;
+
+namespace MMSharp.Bench;
+
+/// <summary>
+/// Whole-model generation speed on random BF16 weights of a real geometry (no download): one 448×448 tile, a chat
+/// prompt of the usual length, greedy decoding on the KV cache. decode_bound_tps is what memory bandwidth allows:
+/// measured copy bandwidth (bytes read + written per second, <see cref="BandwidthBench"/>) over the bytes one decoded
+/// token must read — every LLM weight except the embedding table (one row) plus the cached keys and values.
+/// </summary>
+static unsafe class GenerateBench
+{
+    // Geometry of the presets (tests/MMSharp.Tests/Models/InternVLShapeApprovalTests.cs).
+    const string InternVL3_1B = """
+    {
+      "architectures": ["InternVLChatModel"], "model_type": "internvl_chat", "torch_dtype": "bfloat16",
+      "downsample_ratio": 0.5, "dynamic_image_size": true, "force_image_size": 448, "max_dynamic_patch": 12,
+      "min_dynamic_patch": 1, "ps_version": "v2", "select_layer": -1, "system_message": null, "template": "internvl2_5",
+      "tie_word_embeddings": false, "use_thumbnail": true,
+      "vision_config": {
+        "architectures": ["InternVisionModel"], "model_type": "intern_vit_6b",
+        "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+        "image_size": 448, "patch_size": 14, "num_channels": 3, "qkv_bias": true, "qk_normalization": false,
+        "norm_type": "layer_norm", "layer_norm_eps": 1e-06, "hidden_act": "gelu", "drop_path_rate": 0.0,
+        "initializer_factor": 0.1, "use_flash_attn": true, "use_moe": false, "num_experts": 8
+      },
+      "llm_config": {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+        "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+        "num_key_value_heads": 2, "vocab_size": 151674, "max_position_embeddings": 32768, "max_window_layers": 70,
+        "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "rope_scaling": {"factor": 2.0, "rope_type": "dynamic", "type": "dynamic"},
+        "hidden_act": "silu", "bos_token_id": 151643, "eos_token_id": 151643, "sliding_window": null,
+        "use_sliding_window": false, "tie_word_embeddings": false, "use_cache": false, "attention_dropout": 0.0
+      }
+    }
+    """;
+
+    const int ImgContextId = 151667, TextTokens = 60, DecodeTokens = 32;
+
+    public static void Run(Options opts)
+    {
+        string preset = opts.Get("preset") ?? "internvl3-1b";
+        if (preset != "internvl3-1b") throw new ArgumentException($"generate: unknown preset '{preset}' (known: internvl3-1b)");
+        int threads = opts.Ints("threads", [Par.Threads])[0];
+        double copyGBs = BandwidthBench.CopyGBs(threads);
+        Par.Threads = threads;
+
+        var config = InternVLChatConfig.Parse(InternVL3_1B, "preset internvl3-1b");
+        using var model = new InternVLChatModel(config, DType.BF16) { ImgContextTokenId = ImgContextId };
+        Randomize(model);
+        model.Eval();
+        using var noGrad = GradMode.NoGrad();
+
+        // prompt as chat() builds it for one tile: text around <img> + 256 × <IMG_CONTEXT> + </img>
+        int nImg = config.NumImageToken;
+        var ids = new long[TextTokens + nImg + 2];
+        var rng = new Random(1);
+        for (int i = 0; i < ids.Length; i++) ids[i] = rng.Next(0, 151643);
+        int at = 20;
+        for (int i = 0; i < nImg; i++) ids[at + 1 + i] = ImgContextId;
+        int T = ids.Length;
+        using var pixels = Tensor.RandN([1, 3, 448, 448], 7);
+        using var idsT = Tensor.FromArray(ids, 1, T);
+
+        // vision: ExtractFeature of one tile (second run; the first warms up the pools)
+        double visionMs = 0;
+        for (int rep = 0; rep < 2; rep++)
+        {
+            var sw = Stopwatch.StartNew();
+            using var f = model.ExtractFeature(pixels);
+            visionMs = sw.Elapsed.TotalMilliseconds;
+        }
+
+        // prefill of the LLM alone (the same token count with text ids) so vision time is not counted twice
+        var textIds = ids.Select(i => i == ImgContextId ? 9707L : i).ToArray();
+        using var textT = Tensor.FromArray(textIds, 1, T);
+        double prefillS = double.MaxValue;
+        for (int rep = 0; rep < 2; rep++)
+        {
+            using var c = model.NewCache(1, T + DecodeTokens + 1);
+            var sw = Stopwatch.StartNew();
+            using var l = model.Prefill(textT, null, c);
+            prefillS = Math.Min(prefillS, sw.Elapsed.TotalSeconds);
+        }
+
+        // full chat-style generation: prefill with the image, then greedy decode steps
+        using var cache = model.NewCache(1, T + DecodeTokens + 1);
+        var logits = model.Prefill(idsT, pixels, cache);
+        using var step = Tensor.Empty([1], DType.I64);
+        var swd = Stopwatch.StartNew();
+        for (int i = 0; i < DecodeTokens; i++)
+        {
+            using (var am = Ops.ArgMax(logits, -1)) step.SetFlat(0, am.GetFlatLong(0));
+            logits.Dispose();
+            logits = model.DecodeStep(step, cache);
+        }
+        double decodeS = swd.Elapsed.TotalSeconds;
+        logits.Dispose();
+
+        var llm = config.Llm;
+        long weightBytes = model.LanguageModel.NamedParameters()
+            .Where(p => p.Name != "model.embed_tokens.weight")
+            .Sum(p => p.Parameter.NumEl * p.Parameter.DType.SizeOf())
+            + (long)llm.HiddenSize * DType.BF16.SizeOf();                         // the one embedding row
+        long avgCached = T + DecodeTokens / 2;
+        long kvBytes = 2L * llm.NumHiddenLayers * llm.NumKeyValueHeads * avgCached * llm.HeadDim * sizeof(float);
+        double bound = copyGBs * 1e9 / (weightBytes + kvBytes);
+        double peakMb = Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"generate preset={preset} tiles=1 prompt_tokens={T} prefill_tps={T / prefillS:F1} decode_tps={DecodeTokens / decodeS:F2} vision_ms_per_tile={visionMs:F0} peak_rss_mb={peakMb:F0} decode_bound_tps={bound:F2}"));
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  threads={threads} copy_gbs={copyGBs:F1} bytes_per_token={(weightBytes + kvBytes) / 1e6:F1}MB (weights {weightBytes / 1e6:F1}MB, kv {kvBytes / 1e6:F1}MB)"));
+    }
+
+    /// <summary>Allocates every parameter in its declared dtype: matrices uniform in ±0.02·√3 (std 0.02), vectors 1 (norm
+    /// weights, layer scales) or 0 (biases), so activations stay finite through all layers.</summary>
+    static void Randomize(InternVLChatModel model)
+    {
+        ulong seed = 1;
+        foreach (var (name, p) in model.NamedParameters())
+        {
+            var t = Tensor.Empty(p.Shape, p.DeclaredDType);
+            long n = t.NumEl;
+            bool vector = p.Shape.Length == 1;
+            float constant = name.EndsWith(".bias") ? 0f : 1f;
+            ulong s0 = seed++ * 0x9E3779B97F4A7C15UL;
+            byte* data = t.DataPtr;
+            bool bf16 = t.DType == DType.BF16;
+            Par.ForChunks(n, 1 << 16, (a, b) =>
+            {
+                ulong x = s0 ^ (ulong)a * 0xD1B54A32D192ED03UL | 1;
+                for (long i = a; i < b; i++)
+                {
+                    float v;
+                    if (vector) v = constant;
+                    else
+                    {
+                        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                        v = ((x >> 40) / (float)(1 << 24) * 2f - 1f) * 0.0346f;
+                    }
+                    if (bf16) ((ushort*)data)[i] = Half16.FloatToBF16(v);
+                    else ((float*)data)[i] = v;
+                }
+            });
+            p.Set(t);
+            t.Dispose();
+        }
+    }
+}
