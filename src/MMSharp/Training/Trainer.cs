@@ -27,6 +27,11 @@ public sealed record TrainerOptions
 {
     public required string OutputDirectory { get; init; }
     public required int MaxSteps { get; init; }
+    /// <summary>
+    /// Stop (with a checkpoint) after this step although the schedule runs to <see cref="MaxSteps"/>: a run split
+    /// into parts with <see cref="Resume"/> then equals one uninterrupted run.
+    /// </summary>
+    public int? StopAfterStep { get; init; }
     /// <summary>Micro-batches per optimizer update (<see cref="BatchPlan.MicroSteps"/>).</summary>
     public int GradientAccumulationSteps { get; init; } = 1;
 
@@ -140,14 +145,15 @@ public sealed class Trainer<TBatch>
 
         using var metrics = new MetricsWriter(Path.Combine(Options.OutputDirectory, MetricsWriter.FileName), resumed ?? (long?)null);
         using var tb = Options.TensorBoard ? new TensorBoardWriter(Path.Combine(Options.OutputDirectory, "tensorboard")) : null;
-        var progress = Options.ShowProgress ? new ProgressReporter(Options.MaxSteps, Options.LogInterval, Log, Log == Console.Out ? null : false) : null;
+        var progress = Options.ShowProgress ? new ProgressReporter(Options.MaxSteps, Options.LogInterval, ReferenceEquals(Log, Console.Out) ? null : Log) : null;
         var trainableParams = _trainable.Select(x => x.P).ToList();
         var runClock = Stopwatch.StartNew();
         long startStep = Step;
         long windowTokens = 0, windowSamples = 0;
         double windowStart = 0;
 
-        while (Step < Options.MaxSteps)
+        long lastStep = Math.Min(Options.MaxSteps, Options.StopAfterStep ?? Options.MaxSteps);
+        while (Step < lastStep)
         {
             long step = Step + 1;
             BeforeStep?.Invoke(step);
@@ -188,7 +194,7 @@ public sealed class Trainer<TBatch>
                 progress?.Report(step, stepLoss, lr, m.TokensPerSecond, now, step - startStep, valLoss);
             }
 
-            if ((Options.SaveInterval > 0 && step % Options.SaveInterval == 0) || step == Options.MaxSteps)
+            if ((Options.SaveInterval > 0 && step % Options.SaveInterval == 0) || step == lastStep)
                 Save(elapsedBefore + runClock.Elapsed.TotalSeconds);
         }
         return Step;
