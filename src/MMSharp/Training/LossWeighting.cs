@@ -106,6 +106,17 @@ public sealed record BatchPlan
         MicroSteps = globalBatchSize / (microBatchSize * dataParallel);
     }
 
+    /// <summary>
+    /// Optimizer steps for <paramref name="epochs"/> passes over <paramref name="datasetSamples"/> samples, as HF Trainer
+    /// counts them: ceil(epochs · floor(samples / global batch)) (incomplete last global batches are dropped).
+    /// </summary>
+    public int StepsForEpochs(long datasetSamples, double epochs)
+    {
+        long perEpoch = datasetSamples / GlobalBatchSize;
+        if (perEpoch == 0) throw new ArgumentException($"{datasetSamples} samples do not fill one global batch of {GlobalBatchSize}");
+        return checked((int)Math.Ceiling(epochs * perEpoch));
+    }
+
     /// <summary>The factor applied to each micro-batch loss before backward.</summary>
     public float LossScale => 1f / MicroSteps;
 }

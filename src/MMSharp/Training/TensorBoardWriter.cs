@@ -60,6 +60,22 @@ public sealed class TensorBoardWriter : IDisposable
 
     public void AddScalar(long step, string tag, double value) => AddScalars(step, [KeyValuePair.Create(tag, value)]);
 
+    /// <summary>
+    /// Writes a <c>SessionLog{status: START}</c> (Event field 6) at <paramref name="step"/>: TensorBoard then discards the
+    /// points at steps ≥ <paramref name="step"/> written earlier in this directory, i.e. those of a crashed run that the
+    /// resumed run recomputes.
+    /// </summary>
+    public void AddSessionStart(long step)
+    {
+        var sessionLog = new ProtoBuffer();
+        sessionLog.Int64(1, 1); // status = START
+        var ev = new ProtoBuffer();
+        ev.Double(1, WallTime());
+        ev.Int64(2, step);
+        ev.Message(6, sessionLog);
+        WriteRecord(ev.ToArray());
+    }
+
     void WriteRecord(byte[] data)
     {
         Span<byte> head = stackalloc byte[12];

@@ -20,6 +20,9 @@ public interface ITrainableModel<TBatch>
 
     /// <summary>Samples in the batch, for samples/s.</summary>
     int CountSamples(TBatch batch) => 1;
+
+    /// <summary>Writes the batch's inputs for <see cref="TrainerOptions.DumpTensorsDirectory"/> (e.g. input_ids.npy, labels.npy).</summary>
+    void DumpBatch(TBatch batch, string directory) { }
 }
 
 /// <summary>Everything that controls a run (saved as the checkpoint's run configuration).</summary>
@@ -64,6 +67,12 @@ public sealed record TrainerOptions
     public bool LoadOptimizer { get; init; } = true;
     public int MaxConsecutiveBadSteps { get; init; } = 5;
     public bool TensorBoard { get; init; } = true;
+    /// <summary>
+    /// At the first step of a fresh run, write <c>loss.npy</c> (the first micro-batch's loss, F32 scalar),
+    /// <c>grad.&lt;name&gt;.npy</c> for every trainable parameter (the accumulated gradient before clipping) and the
+    /// model's <see cref="ITrainableModel{TBatch}.DumpBatch"/> of the first micro-batch into this directory.
+    /// </summary>
+    public string? DumpTensorsDirectory { get; init; }
     public bool ShowProgress { get; init; } = true;
 }
 
@@ -145,6 +154,7 @@ public sealed class Trainer<TBatch>
 
         using var metrics = new MetricsWriter(Path.Combine(Options.OutputDirectory, MetricsWriter.FileName), resumed ?? (long?)null);
         using var tb = Options.TensorBoard ? new TensorBoardWriter(Path.Combine(Options.OutputDirectory, "tensorboard")) : null;
+        if (resumed != null) tb?.AddSessionStart(resumed.Value + 1); // TensorBoard drops the old run's points from here on
         var progress = Options.ShowProgress ? new ProgressReporter(Options.MaxSteps, Options.LogInterval, ReferenceEquals(Log, Console.Out) ? null : Log) : null;
         var trainableParams = _trainable.Select(x => x.P).ToList();
         var runClock = Stopwatch.StartNew();
@@ -156,6 +166,7 @@ public sealed class Trainer<TBatch>
         while (Step < lastStep)
         {
             long step = Step + 1;
+            bool dump = step == 1 && Options.DumpTensorsDirectory != null;
             BeforeStep?.Invoke(step);
             _model.Module.Train();
             _model.Module.ZeroGrad();
@@ -169,9 +180,19 @@ public sealed class Trainer<TBatch>
                 var loss = _model.Loss(batch);
                 if (loss.NumEl != 1) throw new InvalidOperationException($"trainer: Loss returned {loss.Describe()}, expected a scalar");
                 lossSum += loss.Item();
+                if (dump && micro == 0)
+                {
+                    Directory.CreateDirectory(Options.DumpTensorsDirectory!);
+                    _model.DumpBatch(batch, Options.DumpTensorsDirectory!);
+                    using var l = Ops.Reshape(loss.Detach(), []);
+                    Engine.IO.Npy.Write(Path.Combine(Options.DumpTensorsDirectory!, "loss.npy"), l);
+                }
                 var scaled = Options.GradientAccumulationSteps == 1 ? loss : Ops.Mul(loss, 1f / Options.GradientAccumulationSteps);
                 scaled.Backward();
             }
+            if (dump)
+                foreach (var (name, p) in _trainable)
+                    if (p.Grad != null) Engine.IO.Npy.Write(Path.Combine(Options.DumpTensorsDirectory!, $"grad.{name}.npy"), p.Grad);
             double stepLoss = lossSum / Options.GradientAccumulationSteps;
             double lr = Schedule.LrAt(step - 1);
             var norm = GradientClipping.ClipGlobalNorm(trainableParams, Options.MaxGradNorm);
@@ -255,6 +276,21 @@ public sealed class Trainer<TBatch>
         });
     }
 
+    /// <summary>Settings that may differ between the parts of one run without changing its result.</summary>
+    static readonly HashSet<string> PerInvocation = [nameof(TrainerOptions.Resume), nameof(TrainerOptions.StopAfterStep),
+        nameof(TrainerOptions.LoadOptimizer), nameof(TrainerOptions.ShowProgress), nameof(TrainerOptions.DumpTensorsDirectory)];
+
+    void WarnOnConfigChange(LoadedCheckpoint ckpt)
+    {
+        if (ckpt.Config is not JsonObject saved) return;
+        var now = RunConfig().AsObject();
+        var changed = now.Where(kv => !PerInvocation.Contains(kv.Key) && saved.ContainsKey(kv.Key)
+                                      && !JsonNode.DeepEquals(kv.Value, saved[kv.Key]))
+                         .Select(kv => $"{kv.Key}: {saved[kv.Key]?.ToJsonString()} -> {kv.Value?.ToJsonString()}").ToList();
+        if (changed.Count > 0)
+            Log.WriteLine($"warning: resuming {ckpt.Directory} with changed settings (the loss curve will differ from an uninterrupted run): {string.Join(", ", changed)}");
+    }
+
     /// <summary>Restores weights, optimizer, RNG and data position; returns the elapsed time of the earlier runs.</summary>
     double Restore(LoadedCheckpoint ckpt)
     {
@@ -271,9 +307,10 @@ public sealed class Trainer<TBatch>
                 if (!t.Shape.AsSpan().SequenceEqual(p.Shape))
                     throw new InvalidDataException($"checkpoint {ckpt.Directory}: '{name}' is {t.Describe()}, the model has {Tensor.ShapeString(p.Shape)}");
                 if (p.RequiresGrad) Ops.CopyInto(t, p.Data); // keep the optimizer's master-weight tensor
-                else { using var c = Ops.Clone(t, p.DType); p.Set(c); }
+                else p.Set(t);                               // frozen: stay memory-mapped
             }
         }
+        WarnOnConfigChange(ckpt);
         Optimizer.Reset();
         if (Options.LoadOptimizer)
         {

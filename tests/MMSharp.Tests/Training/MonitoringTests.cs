@@ -117,6 +117,13 @@ public class TensorBoardWriterTests
                         values.Add((tag, val));
                     }
                 }
+                else if (field == 6 && wire == 2)
+                {
+                    int n = (int)ReadVarint(d, ref i);
+                    Assert.Equal(2, n);
+                    Assert.Equal(0x08ul, ReadVarint(d, ref i));           // SessionLog.status
+                    version = "session_log:" + ReadVarint(d, ref i);
+                }
                 else throw new InvalidDataException($"unexpected Event field {field} wire {wire}");
             }
             events.Add((wall, step, version, values));
@@ -145,10 +152,12 @@ public class TensorBoardWriterTests
             path = w.FilePath;
             w.AddScalars(1, [new("train/loss", 2.5), new("train/lr", 1e-5)]);
             w.AddScalar(300, "val/loss", 0.125);
+            w.AddSessionStart(21);
         }
         Assert.Matches(@"events\.out\.tfevents\.\d+\..+", Path.GetFileName(path));
         var ev = Parse(File.ReadAllBytes(path));
-        Assert.Equal(3, ev.Count);
+        Assert.Equal(4, ev.Count);
+        Assert.Equal((21L, "session_log:1"), (ev[3].Step, ev[3].Version));   // START
         Assert.Equal("brain.Event:2", ev[0].Version);
         Assert.True(ev[0].Wall > 1.6e9);
         Assert.Equal(1, ev[1].Step);

@@ -109,6 +109,15 @@ public class LossWeightingTests
         Assert.Throws<ArgumentException>(() => new BatchPlan(3, 128));
         Assert.Throws<ArgumentException>(() => new BatchPlan(4, 2));
     }
+
+    [Fact]
+    public void StepsForEpochs_DropsIncompleteGlobalBatch_AndRoundsUp()
+    {
+        var p = new BatchPlan(4, 128);
+        Assert.Equal(7, p.StepsForEpochs(1000, 1));    // floor(1000/128) = 7
+        Assert.Equal(11, p.StepsForEpochs(1000, 1.5)); // ceil(10.5)
+        Assert.Throws<ArgumentException>(() => p.StepsForEpochs(100, 1));
+    }
 }
 
 public class GradientClippingTests

@@ -171,6 +171,38 @@ public class TrainerTests
     }
 
     [Fact]
+    public void DumpTensors_WritesLossAndEveryTrainableGradientAtFirstStep()
+    {
+        using var dir = new TempDir();
+        using var model = new TinyMlp(3) { DropoutP = 0 };
+        model.Fc2.Freeze();
+        var o = Options(dir.Path) with { MaxSteps = 2, GradientAccumulationSteps = 1, DumpTensorsDirectory = dir.File("dump") };
+        var first = TrainData.ToList();
+        new Trainer<(Tensor, Tensor)>(model, new ListBatchSource<(Tensor, Tensor)>(first, 11), o) { Log = new StringWriter() }.Run();
+        var files = Directory.GetFiles(dir.File("dump")).Select(f => Path.GetFileName(f)!).Order().ToArray();
+        Assert.Equal(["grad.fc1.bias.npy", "grad.fc1.weight.npy", "loss.npy"], files);
+        using var loss = MMSharp.Engine.IO.Npy.Read(dir.File("dump/loss.npy"));
+        Assert.Empty(loss.Shape);
+        Assert.Equal(MetricsWriter.Read(dir.File("metrics.jsonl"))[0].Loss, (double)loss.Item());
+        using var g = MMSharp.Engine.IO.Npy.Read(dir.File("dump/grad.fc1.weight.npy"));
+        Assert.Equal([17, 5], g.Shape);
+    }
+
+    [Fact]
+    public void Resume_WarnsWhenScheduleSettingsChanged()
+    {
+        using var dir = new TempDir();
+        Train(Options(dir.Path) with { StopAfterStep = 10 });
+        using var model = new TinyMlp(3);
+        var log = new StringWriter();
+        new Trainer<(Tensor, Tensor)>(model, new ListBatchSource<(Tensor, Tensor)>(TrainData, 11),
+            Options(dir.Path) with { Resume = true, MaxSteps = 12 }) { Log = log }.Run();
+        Assert.Contains("changed settings", log.ToString());
+        Assert.Contains("MaxSteps: 40 -> 12", log.ToString());
+        Assert.Contains("resumed from", log.ToString());
+    }
+
+    [Fact]
     public void NaNLoss_SkipsUpdates_ThenStops()
     {
         using var dir = new TempDir();
