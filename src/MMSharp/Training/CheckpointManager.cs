@@ -15,7 +15,7 @@ public sealed class CheckpointContent
     public required IEnumerable<KeyValuePair<string, Tensor>> Model { get; init; }
     /// <summary>Saved unless null (<c>--no-save-optim</c>).</summary>
     public AdamW? Optimizer { get; init; }
-    /// <summary><see cref="Rng.Default"/>'s state (and any other generator the caller keeps in <see cref="Trainer"/>).</summary>
+    /// <summary><see cref="Rng.Default"/>'s state (and any other generator the caller needs).</summary>
     public ulong[]? RngState { get; init; }
     /// <summary>Opaque position of the data loader (epoch, index, shuffling state...).</summary>
     public JsonNode? DataState { get; init; }

@@ -3,9 +3,12 @@ using System.Text.Json;
 
 namespace MMSharp.Training;
 
-/// <summary>One line of <c>metrics.jsonl</c>.</summary>
-/// <param name="Loss">The global batch's loss, computed before the update (mean of the micro-batch losses).</param>
-/// <param name="GradNorm">Global L2 norm of the trainable gradients before clipping.</param>
+/// <summary>
+/// One line of <c>metrics.jsonl</c>: <c>step</c>; <c>loss</c> = the global batch's loss computed before the update (mean
+/// of the micro-batch losses); <c>lr</c> used by this step's update; <c>grad_norm</c> = global L2 norm of the trainable
+/// gradients before clipping; throughput since the previous logged line; <c>elapsed_s</c> over all parts of a resumed
+/// run; <c>val_loss</c> on evaluation steps only.
+/// </summary>
 public sealed record StepMetrics(long Step, double Loss, double Lr, double GradNorm, double TokensPerSecond,
     double SamplesPerSecond, double ElapsedSeconds, double? ValLoss = null);
 

@@ -16,7 +16,10 @@ public sealed class ProgressReporter
     public long TotalSteps { get; }
     public int LogInterval { get; }
 
-    /// <param name="output">Defaults to the console; <paramref name="interactive"/> defaults to "console output is not redirected".</param>
+    /// <summary>
+    /// Writes to <paramref name="output"/> (default: the console). <paramref name="interactive"/> (one rewritten line)
+    /// defaults to "writing to a console whose output is not redirected".
+    /// </summary>
     public ProgressReporter(long totalSteps, int logInterval = 1, TextWriter? output = null, bool? interactive = null)
     {
         TotalSteps = totalSteps;

@@ -26,7 +26,6 @@ sealed class TinyMlp : Module, ITrainableModel<(Tensor X, Tensor Y)>
 
     public readonly Lin Fc1, Fc2;
     public float DropoutP { get; init; } = 0.1f;
-    public Func<long, bool>? FailAt;
 
     public TinyMlp(ulong seed)
     {
