@@ -72,6 +72,9 @@ public sealed class CheckpointManager
     /// <summary>Test hook: called with each file's path after it is complete inside the temporary directory.</summary>
     internal Action<string>? AfterFileWritten { get; set; }
 
+    /// <summary>Test hook: called after the checkpoint directory got its final name, before "latest" points to it.</summary>
+    internal Action? BeforeLatestUpdated { get; set; }
+
     public CheckpointManager(string outputDirectory, int saveTotalLimit = 0)
     {
         if (saveTotalLimit < 0) throw new ArgumentOutOfRangeException(nameof(saveTotalLimit));
@@ -141,6 +144,7 @@ public sealed class CheckpointManager
         }
         else Directory.Move(tmp, final);
         DurableFile.SyncDirectory(OutputDirectory);
+        BeforeLatestUpdated?.Invoke();
 
         DurableFile.WriteAllText(Path.Combine(OutputDirectory, LatestFileName), c.Iteration.ToString(CultureInfo.InvariantCulture) + "\n");
         Prune(c.Iteration);

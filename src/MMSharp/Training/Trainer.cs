@@ -272,6 +272,7 @@ public sealed class Trainer<TBatch>
                 ["elapsed_s"] = elapsed,
                 ["bad_steps_consecutive"] = Guard.Consecutive,
                 ["bad_steps_total"] = Guard.Total,
+                ["threads"] = Engine.Kernels.Par.Threads,
             },
         });
     }
@@ -324,6 +325,9 @@ public sealed class Trainer<TBatch>
         var ts = ckpt.TrainerState;
         Guard.Consecutive = ts?["bad_steps_consecutive"]?.GetValue<int>() ?? 0;
         Guard.Total = ts?["bad_steps_total"]?.GetValue<int>() ?? 0;
+        if (ts?["threads"]?.GetValue<int>() is int threads && threads != Engine.Kernels.Par.Threads)
+            Log.WriteLine($"warning: the checkpoint was written with {threads} threads, this run uses {Engine.Kernels.Par.Threads}; " +
+                          "results stay correct but are no longer bit-identical to an uninterrupted run");
         Log.WriteLine($"resumed from {ckpt.Directory} (step {Step})");
         return ts?["elapsed_s"]?.GetValue<double>() ?? 0;
     }

@@ -77,6 +77,37 @@ public class CheckpointManagerTests
     }
 
     [Fact]
+    public void CrashAtEveryPointOfASave_NeverMovesLatestToAnIncompleteCheckpoint()
+    {
+        using var dir = new TempDir();
+        using var net = new Net(1);
+        var opt = new AdamW(net.NamedParameters());
+        var mgr = new CheckpointManager(dir.Path);
+        mgr.Save(Content(10, net, opt));
+        int filesPerSave = 4; // model, optimizer, run config, trainer state
+        for (int k = 1; k <= filesPerSave; k++)
+        {
+            int seen = 0;
+            mgr.AfterFileWritten = _ => { if (++seen == k) throw new IOException($"crash after file {k}"); };
+            Assert.Throws<IOException>(() => mgr.Save(Content(20, net, opt)));
+            Assert.Equal(10, mgr.LatestIteration());
+            Assert.Equal(10, mgr.Load().Iteration);
+        }
+        mgr.AfterFileWritten = null;
+
+        // crash after the rename, before "latest" moves: the complete iter_0000020 exists but is not latest
+        mgr.BeforeLatestUpdated = () => throw new IOException("crash before latest");
+        Assert.Throws<IOException>(() => mgr.Save(Content(20, net, opt)));
+        Assert.Equal(10, mgr.LatestIteration());
+        Assert.True(Directory.Exists(mgr.IterationDirectory(20)));
+        // the resumed run saves iteration 20 again over it
+        mgr.BeforeLatestUpdated = null;
+        mgr.Save(Content(20, net, opt));
+        Assert.Equal(20, mgr.Load().Iteration);
+        Assert.Empty(Directory.GetDirectories(dir.Path, ".tmp_*"));
+    }
+
+    [Fact]
     public void Load_ThrowsNamingMissingFile_WhenCheckpointIncomplete()
     {
         using var dir = new TempDir();
