@@ -67,7 +67,7 @@ public class TrainerTests
     static readonly List<(Tensor X, Tensor Y)> TrainData = TinyMlp.Data(13, 1000);
     static readonly List<(Tensor X, Tensor Y)> ValData = TinyMlp.Data(3, 5000);
 
-    static TrainerOptions Options(string dir) => new()
+    internal static TrainerOptions Options(string dir) => new()
     {
         OutputDirectory = dir,
         MaxSteps = 40,
@@ -84,7 +84,7 @@ public class TrainerTests
         ShowProgress = false,
     };
 
-    static long Train(TrainerOptions o, Action<long>? beforeStep = null)
+    internal static long Train(TrainerOptions o, Action<long>? beforeStep = null)
     {
         using var model = new TinyMlp(3);
         var trainer = new Trainer<(Tensor, Tensor)>(model, new ListBatchSource<(Tensor, Tensor)>(TrainData, seed: 11),
@@ -93,9 +93,9 @@ public class TrainerTests
         return trainer.Run();
     }
 
-    static List<StepMetrics> Metrics(string dir) => MetricsWriter.Read(Path.Combine(dir, MetricsWriter.FileName));
+    internal static List<StepMetrics> Metrics(string dir) => MetricsWriter.Read(Path.Combine(dir, MetricsWriter.FileName));
 
-    static void AssertSameLosses(List<StepMetrics> want, List<StepMetrics> got)
+    internal static void AssertSameLosses(List<StepMetrics> want, List<StepMetrics> got)
     {
         Assert.Equal(want.Select(m => m.Step), got.Select(m => m.Step));
         for (int i = 0; i < want.Count; i++)
