@@ -28,11 +28,13 @@ public sealed record AdamWOptions
 /// no amsgrad), on fp32 master weights with fp32 state. For each trainable parameter p with gradient g, at step t:
 /// <code>
 /// p  = p * (1 - lr*wd)                       (wd = 0 for 1-D parameters and names matching NoDecayPatterns)
-/// m  = m + (1-β1)·(g - m)                    (torch: exp_avg.lerp_(g, 1-β1))
-/// v  = β2·v + (1-β2)·g²
-/// p  = p - (lr / (1-β1^t)) · m / (sqrt(v) / sqrt(1-β2^t) + eps)
+/// m  = fma(g, 1-β1, m*β1)                    (torch 1.13: exp_avg.mul_(β1).add_(g, alpha=1-β1))
+/// v  = fma((1-β2)*g, g, v*β2)                (exp_avg_sq.mul_(β2).addcmul_(g, g, value=1-β2))
+/// p  = p + (-(lr / (1-β1^t)) * m) / (sqrt(v) / sqrt(1-β2^t) + eps)   (param.addcdiv_(m, denom, value=-step_size))
 /// </code>
 /// The scalar factors are computed in double and rounded to float once, as PyTorch does with Python scalars.
+/// Checked bit for bit against torch 1.13's AdamW (fixture <c>tests/fixtures/training/adamw_torch.json</c>); torch ≥ 2.0
+/// writes the first moment as <c>lerp_</c>, which can differ in the last bit.
 /// The update is elementwise, so the vectorised parallel kernel is bit-identical for any thread count.
 /// </summary>
 public sealed unsafe class AdamW
@@ -106,7 +108,7 @@ public sealed unsafe class AdamW
             {
                 P = s.Parameter.Data.F32Ptr, G = g.F32Ptr, M = s.ExpAvg.F32Ptr, V = s.ExpAvgSq.F32Ptr,
                 Decay = (float)(1 - lr * (s.Decay ? Options.WeightDecay : 0)),
-                OneMinusB1 = (float)(1 - b1), B2 = (float)b2, OneMinusB2 = (float)(1 - b2),
+                B1 = (float)b1, OneMinusB1 = (float)(1 - b1), B2 = (float)b2, OneMinusB2 = (float)(1 - b2),
                 StepSize = (float)(lr / bc1), Bc2Sqrt = (float)bc2Sqrt, Eps = (float)Options.Eps,
             };
             long n = g.NumEl;
@@ -115,57 +117,59 @@ public sealed unsafe class AdamW
         }
     }
 
-    /// <summary>The fused per-element update; each element is independent, so chunking never changes results.</summary>
+    /// <summary>
+    /// The fused per-element update; each element is independent, so chunking never changes results. The rounding
+    /// follows PyTorch 1.13's CPU kernels as built (fmadd in <c>add_(alpha)</c>, contracted <c>addcmul_</c>,
+    /// <c>addcdiv_</c> as (value·t1)/t2), which makes it bit-identical to <c>torch.optim.AdamW</c> there.
+    /// </summary>
     struct Kernel
     {
         public float* P, G, M, V;
-        public float Decay, OneMinusB1, B2, OneMinusB2, StepSize, Bc2Sqrt, Eps;
+        public float Decay, B1, OneMinusB1, B2, OneMinusB2, StepSize, Bc2Sqrt, Eps;
 
         public readonly void Run(long start, long end)
         {
             long i = start;
             if (Vector512.IsHardwareAccelerated)
             {
-                var decay = Vector512.Create(Decay); var omb1 = Vector512.Create(OneMinusB1);
+                var decay = Vector512.Create(Decay); var omb1 = Vector512.Create(OneMinusB1); var b1 = Vector512.Create(B1); var negStep = Vector512.Create(-StepSize);
                 var b2 = Vector512.Create(B2); var omb2 = Vector512.Create(OneMinusB2);
-                var step = Vector512.Create(StepSize); var bc2 = Vector512.Create(Bc2Sqrt); var eps = Vector512.Create(Eps);
+                var bc2 = Vector512.Create(Bc2Sqrt); var eps = Vector512.Create(Eps);
                 for (; i + 16 <= end; i += 16)
                 {
                     var p = Vector512.Load(P + i) * decay;
                     var g = Vector512.Load(G + i);
-                    var m = Vector512.Load(M + i);
-                    m += omb1 * (g - m);
-                    var v = Vector512.Load(V + i) * b2 + omb2 * (g * g);
+                    var m = Vector512.FusedMultiplyAdd(g, omb1, Vector512.Load(M + i) * b1);
+                    var v = Vector512.FusedMultiplyAdd(omb2 * g, g, Vector512.Load(V + i) * b2);
                     var denom = Vector512.Sqrt(v) / bc2 + eps;
-                    p -= step * (m / denom);
+                    p += negStep * m / denom;
                     m.Store(M + i); v.Store(V + i); p.Store(P + i);
                 }
             }
             else if (Vector256.IsHardwareAccelerated)
             {
-                var decay = Vector256.Create(Decay); var omb1 = Vector256.Create(OneMinusB1);
+                var decay = Vector256.Create(Decay); var omb1 = Vector256.Create(OneMinusB1); var b1 = Vector256.Create(B1); var negStep = Vector256.Create(-StepSize);
                 var b2 = Vector256.Create(B2); var omb2 = Vector256.Create(OneMinusB2);
-                var step = Vector256.Create(StepSize); var bc2 = Vector256.Create(Bc2Sqrt); var eps = Vector256.Create(Eps);
+                var bc2 = Vector256.Create(Bc2Sqrt); var eps = Vector256.Create(Eps);
                 for (; i + 8 <= end; i += 8)
                 {
                     var p = Vector256.Load(P + i) * decay;
                     var g = Vector256.Load(G + i);
-                    var m = Vector256.Load(M + i);
-                    m += omb1 * (g - m);
-                    var v = Vector256.Load(V + i) * b2 + omb2 * (g * g);
+                    var m = Vector256.FusedMultiplyAdd(g, omb1, Vector256.Load(M + i) * b1);
+                    var v = Vector256.FusedMultiplyAdd(omb2 * g, g, Vector256.Load(V + i) * b2);
                     var denom = Vector256.Sqrt(v) / bc2 + eps;
-                    p -= step * (m / denom);
+                    p += negStep * m / denom;
                     m.Store(M + i); v.Store(V + i); p.Store(P + i);
                 }
             }
             for (; i < end; i++)
             {
                 // same operation order as the vector body, so the tail rounds identically
-                float p = P[i] * Decay, g = G[i], m = M[i];
-                m += OneMinusB1 * (g - m);
-                float v = V[i] * B2 + OneMinusB2 * (g * g);
+                float p = P[i] * Decay, g = G[i];
+                float m = MathF.FusedMultiplyAdd(g, OneMinusB1, M[i] * B1);
+                float v = MathF.FusedMultiplyAdd(OneMinusB2 * g, g, V[i] * B2);
                 float denom = MathF.Sqrt(v) / Bc2Sqrt + Eps;
-                p -= StepSize * (m / denom);
+                p += -StepSize * m / denom;
                 M[i] = m; V[i] = v; P[i] = p;
             }
         }
