@@ -11,14 +11,14 @@ namespace MMSharp.Tests.Training;
 /// </summary>
 public class AdamWTorchFixtureTests
 {
-    static JsonElement Fixture()
+    internal static JsonElement Fixture(string file = "adamw_torch.json")
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
         {
-            var p = Path.Combine(d.FullName, "tests", "fixtures", "training", "adamw_torch.json");
+            var p = Path.Combine(d.FullName, "tests", "fixtures", "training", file);
             if (File.Exists(p)) return JsonDocument.Parse(File.ReadAllText(p)).RootElement;
         }
-        throw new FileNotFoundException("tests/fixtures/training/adamw_torch.json not found above " + AppContext.BaseDirectory);
+        throw new FileNotFoundException($"tests/fixtures/training/{file} not found above " + AppContext.BaseDirectory);
     }
 
     static float[] Floats(JsonElement e) => e.EnumerateArray().Select(x => (float)x.GetDouble()).ToArray();
@@ -73,5 +73,63 @@ public class AdamWTorchFixtureTests
             if (ulp != 0) { diff++; maxUlp = Math.Max(maxUlp, ulp); }
         }
         if (diff > 0) report.Add($"{name}: {diff}/{want.Length} elements differ, max {maxUlp} ulp");
+    }
+}
+
+/// <summary>
+/// HF-style schedules driven as HF Trainer drives them (torch LambdaLR, optimizer.step() then scheduler.step()) and
+/// torch.nn.utils.clip_grad_norm_; fixture made by <c>tests/fixtures/training/make_schedule_clip_fixture.py</c>.
+/// </summary>
+public class ScheduleAndClipTorchFixtureTests
+{
+    static readonly JsonElement F = AdamWTorchFixtureTests.Fixture("schedule_clip_torch.json");
+
+    [Theory]
+    [InlineData("cosine", LrDecay.Cosine, 0.0)]
+    [InlineData("cosine_min_lr_1e-4", LrDecay.Cosine, 1e-4)]
+    [InlineData("linear", LrDecay.Linear, 0.0)]
+    [InlineData("constant", LrDecay.Constant, 0.0)]
+    public void LrOfEachUpdate_MatchesTorchLambdaLR(string key, LrDecay decay, double minLr)
+    {
+        var s = new LrSchedule(F.GetProperty("peak").GetDouble(), F.GetProperty("total").GetInt32(), F.GetProperty("warmup").GetInt32(), decay, minLr);
+        var want = F.GetProperty(key).EnumerateArray().Select(x => x.GetDouble()).ToArray();
+        for (int i = 0; i < want.Length; i++)
+            Assert.True(Math.Abs(want[i] - s.LrAt(i)) <= 1e-18 + 1e-15 * want[i], $"{key} update {i + 1}: torch {want[i]:R}, ours {s.LrAt(i):R}");
+    }
+
+    static float[] F32(JsonElement e)
+    {
+        var bytes = Convert.FromBase64String(e.GetString()!);
+        var r = new float[bytes.Length / 4];
+        Buffer.BlockCopy(bytes, 0, r, 0, bytes.Length);
+        return r;
+    }
+
+    sealed class Two : Module
+    {
+        public Two()
+        {
+            RegisterParameter("a", Tensor.Zeros(3, 37));
+            RegisterParameter("b", Tensor.Zeros(17000));
+        }
+    }
+
+    [Fact]
+    public void ClipGradNorm_MatchesTorch()
+    {
+        using var m = new Two();
+        foreach (var (name, p) in m.NamedParameters())
+            p.Data.Grad = Tensor.FromArray(F32(F.GetProperty("clip_grads_before").GetProperty(name)), p.Shape);
+        var r = GradientClipping.ClipGlobalNorm(m.Parameters().ToList(), F.GetProperty("clip_max_norm").GetDouble());
+        double torchNorm = F.GetProperty("clip_norm").GetDouble(); // torch reduces in fp32
+        Assert.True(Math.Abs(r.Norm - torchNorm) <= 2e-6 * torchNorm, $"norm {r.Norm:R} vs torch {torchNorm:R}");
+        Assert.True(r.Clipped);
+        foreach (var (name, p) in m.NamedParameters())
+        {
+            var want = F32(F.GetProperty("clip_grads_after").GetProperty(name));
+            var got = p.Grad!.ToFloatArray();
+            for (int i = 0; i < want.Length; i++)
+                Assert.True(Math.Abs(want[i] - got[i]) <= 4e-6 * Math.Abs(want[i]) + 1e-30, $"{name}[{i}]: torch {want[i]:R}, ours {got[i]:R}");
+        }
     }
 }
