@@ -148,6 +148,9 @@ public sealed class Trainer<TBatch>
         if (resumed != null) elapsedBefore = Restore(Checkpoints.Load(resumed));
         else
         {
+            if (Options.Resume) Log.WriteLine($"no checkpoint in {Options.OutputDirectory}; starting from step 0");
+            else if (Checkpoints.LatestIteration() is long old)
+                Log.WriteLine($"warning: {Options.OutputDirectory} holds a checkpoint of step {old}; starting over (use Resume to continue it)");
             Rng.Default.Reseed(Options.Seed);
             Step = 0;
         }
@@ -279,7 +282,8 @@ public sealed class Trainer<TBatch>
 
     /// <summary>Settings that may differ between the parts of one run without changing its result.</summary>
     static readonly HashSet<string> PerInvocation = [nameof(TrainerOptions.Resume), nameof(TrainerOptions.StopAfterStep),
-        nameof(TrainerOptions.LoadOptimizer), nameof(TrainerOptions.ShowProgress), nameof(TrainerOptions.DumpTensorsDirectory)];
+        nameof(TrainerOptions.LoadOptimizer), nameof(TrainerOptions.ShowProgress), nameof(TrainerOptions.DumpTensorsDirectory),
+        nameof(TrainerOptions.OutputDirectory), nameof(TrainerOptions.TensorBoard)];
 
     void WarnOnConfigChange(LoadedCheckpoint ckpt)
     {
