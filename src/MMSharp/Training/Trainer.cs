@@ -121,6 +121,7 @@ public sealed class Trainer<TBatch>
         if (options.GradientAccumulationSteps < 1) throw new ArgumentOutOfRangeException(nameof(options), "GradientAccumulationSteps must be at least 1");
         int warmup = options.WarmupSteps ?? LrSchedule.WarmupStepsFromRatio(options.WarmupRatio, options.MaxSteps);
         Schedule = new LrSchedule(options.Lr, options.MaxSteps, warmup, options.Schedule, options.MinLr);
+        model.Module.PrepareTrainableParameters(DType.F32); // fp32 master weights; frozen ones stay as stored
         _trainable = model.Module.NamedParameters().Where(x => x.Parameter.RequiresGrad).ToList();
         if (_trainable.Count == 0) throw new InvalidOperationException("trainer: the model has no trainable parameter (everything is frozen)");
         Optimizer = new AdamW(_trainable, new AdamWOptions

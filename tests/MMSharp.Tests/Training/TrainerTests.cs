@@ -216,3 +216,21 @@ public class TrainerTests
         Assert.Null(new CheckpointManager(dir.Path).LatestIteration());
     }
 }
+
+[Collection(nameof(TrainerCollection))]
+public class TrainerMasterWeightTests
+{
+    [Fact]
+    public void Constructor_GivesBF16TrainableParametersFp32MasterCopies_AndLeavesFrozenOnesBF16()
+    {
+        using var dir = new TempDir();
+        using var model = new TinyMlp(3);
+        foreach (var (_, p) in model.NamedParameters()) { using var b = p.Data.To(DType.BF16); p.Set(b); }
+        model.Fc1.Freeze();
+        foreach (var p in model.Fc2.Parameters()) p.RequiresGrad = true;
+        _ = new Trainer<(Tensor, Tensor)>(model, new ListBatchSource<(Tensor, Tensor)>(TinyMlp.Data(1, 1), 1),
+            new TrainerOptions { OutputDirectory = dir.Path, MaxSteps = 1 });
+        Assert.Equal(DType.F32, model.Fc2.Weight.DType);
+        Assert.Equal(DType.BF16, model.Fc1.Weight.DType);
+    }
+}
