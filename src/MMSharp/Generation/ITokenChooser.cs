@@ -2,7 +2,7 @@ namespace MMSharp.Generation;
 
 /// <summary>
 /// Picks the next token from one row of logits. <see cref="Generator"/> calls it once per row and step;
-/// <paramref name="previous"/> holds the row's prompt and generated ids so far (repetition penalty reads them).
+/// the previous ids hold the row's prompt and generated ids so far (repetition penalty reads them).
 /// </summary>
 public interface ITokenChooser
 {
