@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using MMSharp.Engine;
 using MMSharp.Engine.Autograd;
 using MMSharp.Models.InternVL;
@@ -52,7 +53,6 @@ public sealed unsafe class Generator
         if (maxNewTokens <= 0) return new GenerationResult([], "", T, false, 0, 0);
         using var noGrad = GradMode.NoGrad();
         using var cache = Model.NewCache(1, T + maxNewTokens);
-        var history = new List<int>(promptIds);
         var output = new List<int>(maxNewTokens);
         var stream = Tokenizer.CreateStreamingDecoder(skipSpecial: true);
         bool stopped = false;
@@ -65,10 +65,9 @@ public sealed unsafe class Generator
         using var step = Tensor.Empty([1], DType.I64);
         while (true)
         {
-            int next = chooser.Choose(Row(logits, 0), history);
+            int next = chooser.Choose(Row(logits, 0), CollectionsMarshal.AsSpan(output));
             logits.Dispose();
             output.Add(next);
-            history.Add(next);
             if (StopIds.Contains(next)) { stopped = true; break; }
             string piece = stream.Push(next);
             if (piece.Length > 0) onText?.Invoke(piece);
@@ -104,13 +103,11 @@ public sealed unsafe class Generator
         var ids = new long[B * T];
         var positions = new long[B * T];
         var lengths = new int[B];
-        var histories = new List<int>[B];
         for (int b = 0; b < B; b++)
         {
             var p = prompts[b];
             int pad = T - p.Count;
             lengths[b] = p.Count;
-            histories[b] = new List<int>(p);
             for (int j = 0; j < T; j++)
             {
                 bool real = j >= pad;
@@ -138,9 +135,8 @@ public sealed unsafe class Generator
             for (int b = 0; b < B; b++)
             {
                 if (done[b]) continue;
-                int next = chooser.Choose(Row(logits, b), histories[b]);
+                int next = chooser.Choose(Row(logits, b), CollectionsMarshal.AsSpan(outputs[b]));
                 outputs[b].Add(next);
-                histories[b].Add(next);
                 if (StopIds.Contains(next) || outputs[b].Count == maxNewTokens) done[b] = true;
             }
             logits.Dispose();

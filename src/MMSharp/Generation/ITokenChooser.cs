@@ -1,12 +1,13 @@
 namespace MMSharp.Generation;
 
 /// <summary>
-/// Picks the next token from one row of logits. <see cref="Generator"/> calls it once per row and step;
-/// the previous ids hold the row's prompt and generated ids so far (repetition penalty reads them).
+/// Picks the next token from one row of logits. <see cref="Generator"/> calls it once per row and step with the
+/// tokens generated so far for that row: InternVL's chat() calls generate() with inputs_embeds only, so that is what a
+/// repetition penalty sees there (not the prompt).
 /// </summary>
 public interface ITokenChooser
 {
-    int Choose(ReadOnlySpan<float> logits, IReadOnlyList<int> previous);
+    int Choose(ReadOnlySpan<float> logits, ReadOnlySpan<int> generated);
 }
 
 /// <summary>argmax of the logits (lowest id on ties, as torch.argmax): HF's greedy search, <c>do_sample=False</c>.</summary>
@@ -14,7 +15,7 @@ public sealed class GreedyChooser : ITokenChooser
 {
     public static GreedyChooser Instance { get; } = new();
 
-    public int Choose(ReadOnlySpan<float> logits, IReadOnlyList<int> previous)
+    public int Choose(ReadOnlySpan<float> logits, ReadOnlySpan<int> generated)
     {
         int best = 0;
         for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
