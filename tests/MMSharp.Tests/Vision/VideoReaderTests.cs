@@ -13,8 +13,9 @@ public sealed class VideoReaderTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    static byte[] FramePixels(int k, int w, int h)
+    static byte[] FramePixels(int k, int w, int h, int step = 1)
     {
+        k *= step;
         var p = new byte[w * h * 3];
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
@@ -26,14 +27,15 @@ public sealed class VideoReaderTests : IDisposable
     }
 
     /// <summary>Encodes <paramref name="frames"/> numbered frames at <paramref name="rate"/> (e.g. "10" or "30000/1001").</summary>
-    string MakeVideo(string name, int frames, string rate, int w = 64, int h = 48, string codec = "ffv1")
+    string MakeVideo(string name, int frames, string rate, int w = 64, int h = 48, int step = 1, string[]? codecArgs = null)
     {
+        codecArgs ??= ["-c:v", "ffv1"];
         string raw = Path.Combine(_dir, name + ".rgb");
         using (var f = File.Create(raw))
-            for (int k = 0; k < frames; k++) f.Write(FramePixels(k, w, h));
+            for (int k = 0; k < frames; k++) f.Write(FramePixels(k, w, h, step));
         string output = Path.Combine(_dir, name);
-        Run("ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", $"{w}x{h}", "-r", rate,
-            "-i", raw, "-c:v", codec, output);
+        Run("ffmpeg", ["-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", $"{w}x{h}", "-r", rate,
+            "-i", raw, .. codecArgs, output]);
         return output;
     }
 
@@ -81,6 +83,25 @@ public sealed class VideoReaderTests : IDisposable
             Assert.Equal(FramePixels(k, 33, 17), f.Pixels);   // lossless: every pixel
         }
         Assert.Equal(42, FrameNumber(vr[42]));
+    }
+
+    [Theory]
+    [InlineData("x264.mkv", "libx264")]
+    [InlineData("x264.mp4", "libx264")]
+    [InlineData("mpeg4.avi", "mpeg4")]
+    public void GetBatch_ReturnsPresentationOrderFrames_WhenCodecUsesBFrames(string name, string codec)
+    {
+        // Lossy codecs with forced B-frames (x264 turns B-frames off when lossless): packets arrive in decode order,
+        // frames must come out in display order. Frame k is encoded as 6k in R (k < 40), read back as round(mean R / 6).
+        string[] args = codec == "libx264"
+            ? ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-crf", "10", "-x264-params", "bframes=3:b-adapt=0:keyint=12"]
+            : ["-c:v", "mpeg4", "-bf", "2", "-q:v", "2", "-g", "12"];
+        var vr = new VideoReader(MakeVideo(name, 40, "25", 32, 16, step: 6, codecArgs: args));
+        Assert.Equal(40, vr.FrameCount);
+        Assert.Equal(25.0, vr.AvgFps);
+        int[] want = [0, 1, 2, 13, 14, 25, 38, 39];
+        var frames = vr.GetBatch(want);
+        Assert.Equal(want, frames.Select(f => (int)Math.Round(Enumerable.Range(0, f.Width * f.Height).Average(i => f.Pixels[i * 3]) / 6)).ToArray());
     }
 
     [Fact]
