@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using MMSharp.Engine;
 
 namespace MMSharp.Generation;
@@ -61,8 +62,8 @@ public sealed class Sampler
         if (Config.IsGreedy) return ArgMax(scores);
         if (Config.Temperature != 1.0) ApplyTemperature(scores, (float)Config.Temperature);
         if (Config.TopK > 0) ApplyTopK(scores, Config.TopK, _select);
-        if (Config.TopP < 1.0) ApplyTopP(scores, Config.TopP, 1, _keys);
-        return SampleFromScores(scores, Rng);
+        if (Config.TopP < 1.0) ApplyTopP(scores, Config.TopP, 1, _keys, _select);
+        return SampleFromScores(scores, Rng, _select);
     }
 
     /// <summary>
@@ -100,40 +101,72 @@ public sealed class Sampler
     {
         if (k <= 0) throw new ArgumentException($"TopK: k must be positive, got {k}");
         if (k >= scores.Length) return;
-        var a = scratch[..scores.Length];
-        scores.CopyTo(a);
-        float kth = KthLargest(a, k);
+        // Small k (the usual 20-50): one pass with a k-element min-heap, ~n comparisons. Large k: quickselect.
+        float kth = k <= 4096 ? KthLargestByHeap(scores, k, scratch[..k]) : KthLargest(CopyTo(scores, scratch), k);
         for (int i = 0; i < scores.Length; i++)
             if (scores[i] < kth) scores[i] = float.NegativeInfinity;
+    }
+
+    static Span<float> CopyTo(ReadOnlySpan<float> src, Span<float> dst)
+    {
+        src.CopyTo(dst);
+        return dst[..src.Length];
     }
 
     /// <summary>
     /// <c>TopPLogitsWarper</c>: sort ascending, <c>c = cumsum(softmax(sorted))</c>, remove the tokens with
     /// <c>c ≤ 1 − top_p</c> (threshold rounded to float32 as torch compares with a float32 tensor), but always keep
     /// the <paramref name="minTokensToKeep"/> highest. Ties are ordered by token id (torch.sort is not stable, so which
-    /// of several tied tokens straddling the boundary survives is unspecified in HF). Softmax and cumsum are float32,
-    /// sequential. <paramref name="keys"/> is scratch of at least the scores' length.
+    /// of several tied tokens straddling the boundary survives is unspecified in HF).
+    /// <paramref name="keys"/> and <paramref name="scratch"/> have at least the scores' length.
     /// </summary>
-    public static void ApplyTopP(Span<float> scores, double topP, int minTokensToKeep, Span<long> keys)
+    /// <remarks>
+    /// Only tokens with probability ≥ (1 − top_p) / V are sorted: all the others together hold less than 1 − top_p,
+    /// so each one's cumulative probability is below the threshold and HF removes them; their mass starts the cumsum.
+    /// That turns a 150k-entry sort into one of a few hundred or thousand entries. Softmax and cumsum are float32 like
+    /// torch's; the summation order differs from torch's, so a token whose cumsum lies within float rounding of the
+    /// threshold can be decided differently.
+    /// </remarks>
+    public static void ApplyTopP(Span<float> scores, double topP, int minTokensToKeep, Span<long> keys, Span<float> scratch)
     {
-        // Tokens already at −∞ have probability 0 and sit at the front of the ascending order: cumsum 0 ≤ threshold,
-        // so HF removes them again; leaving them out of the sort changes nothing.
+        int n = scores.Length;
+        float threshold = (float)(1 - topP);
+        // threshold <= 0 removes only tokens of probability exactly 0, which sampling never draws anyway.
+        if (n == 0 || threshold <= 0) return;
+        float max = TensorPrimitives.Max(scores);
+        if (float.IsNegativeInfinity(max) || float.IsNaN(max)) return;
+        var e = scratch[..n];
+        TensorPrimitives.Subtract(scores, max, e);
+        TensorPrimitives.Exp(e, e);                  // e_i = exp(s_i - max); p_i = e_i / sum
+        float sum = TensorPrimitives.Sum(e);
+        minTokensToKeep = Math.Max(minTokensToKeep, 1);
+
+        float cutoff = threshold / n * sum;         // in units of e
         int m = 0;
-        for (int i = 0; i < scores.Length; i++)
-            if (scores[i] != float.NegativeInfinity) keys[m++] = OrderKey(scores[i], i);
+        double massBelow = 0;
+        for (int i = 0; i < n; i++)
+        {
+            if (e[i] >= cutoff) keys[m++] = OrderKey(scores[i], i);
+            else massBelow += e[i];
+        }
+        if (m < minTokensToKeep)
+        {
+            // Too few candidates to honour min_tokens_to_keep: sort every token instead.
+            cutoff = 0; massBelow = 0; m = 0;
+            for (int i = 0; i < n; i++) keys[m++] = OrderKey(scores[i], i);
+        }
+        else if (massBelow > 0)
+            for (int i = 0; i < n; i++)
+                if (e[i] < cutoff) scores[i] = float.NegativeInfinity;
+
         var sorted = keys[..m];
         sorted.Sort();
-        if (m == 0) return;
-        float max = scores[(int)sorted[m - 1]];
-        float sum = 0;
-        for (int j = 0; j < m; j++) sum += MathF.Exp(scores[(int)sorted[j]] - max);
-        float threshold = (float)(1 - topP);
-        float cum = 0;
-        int keepFrom = Math.Max(0, m - Math.Max(minTokensToKeep, 1));
+        float cum = (float)(massBelow / sum);
+        int keepFrom = Math.Max(0, m - minTokensToKeep);
         for (int j = 0; j < keepFrom; j++)
         {
             int t = (int)sorted[j];
-            cum += MathF.Exp(scores[t] - max) / sum;
+            cum += e[t] / sum;
             if (cum > threshold) break;             // cumsum only grows: the rest is kept
             scores[t] = float.NegativeInfinity;
         }
@@ -152,22 +185,24 @@ public sealed class Sampler
 
     /// <summary>
     /// <c>torch.multinomial(softmax(scores), 1)</c>: draws token i with probability <c>exp(s_i − max) / Σ exp(s_j − max)</c>
-    /// (in double) by inverse CDF with one <see cref="Rng.NextDouble"/>. −∞ scores are never drawn.
+    /// by inverse CDF with one <see cref="Rng.NextDouble"/>. −∞ scores are never drawn.
+    /// <paramref name="scratch"/> has at least the scores' length.
     /// </summary>
-    public static int SampleFromScores(ReadOnlySpan<float> scores, Rng rng)
+    public static int SampleFromScores(ReadOnlySpan<float> scores, Rng rng, Span<float> scratch)
     {
-        float max = float.NegativeInfinity;
-        foreach (float s in scores) if (s > max) max = s;
+        float max = TensorPrimitives.Max(scores);
         if (float.IsNegativeInfinity(max) || float.IsNaN(max))
-            throw new ArgumentException("Sampler: every score is -inf or NaN, nothing to sample");
-        double total = 0;
-        foreach (float s in scores) total += Math.Exp((double)s - max);
+            throw new ArgumentException("Sampler: every score is -inf or some score is NaN, nothing to sample");
+        var e = scratch[..scores.Length];
+        TensorPrimitives.Subtract(scores, max, e);
+        TensorPrimitives.Exp(e, e);
+        double total = TensorPrimitives.Sum(e);
         double u = rng.NextDouble() * total, acc = 0;
         int last = -1;
-        for (int i = 0; i < scores.Length; i++)
+        for (int i = 0; i < e.Length; i++)
         {
-            if (scores[i] == float.NegativeInfinity) continue;
-            acc += Math.Exp((double)scores[i] - max);
+            if (e[i] == 0) continue;
+            acc += e[i];
             last = i;
             if (u < acc) return i;
         }
@@ -180,6 +215,30 @@ public sealed class Sampler
         int bits = BitConverter.SingleToInt32Bits(score);
         bits ^= (bits >> 31) & 0x7FFFFFFF;          // negative floats: flip magnitude bits so larger magnitude sorts lower
         return ((long)bits << 32) | (uint)index;
+    }
+
+    /// <summary>The k-th largest of <paramref name="a"/> with a k-element min-heap in <paramref name="heap"/> (NaNs never enter).</summary>
+    static float KthLargestByHeap(ReadOnlySpan<float> a, int k, Span<float> heap)
+    {
+        for (int i = 0; i < k; i++) heap[i] = float.NegativeInfinity;
+        for (int i = 0; i < a.Length; i++)
+        {
+            float v = a[i];
+            if (!(v > heap[0])) continue;
+            // Replace the root (smallest kept) and sift down.
+            int j = 0;
+            while (true)
+            {
+                int c = 2 * j + 1;
+                if (c >= k) break;
+                if (c + 1 < k && heap[c + 1] < heap[c]) c++;
+                if (!(heap[c] < v)) break;
+                heap[j] = heap[c];
+                j = c;
+            }
+            heap[j] = v;
+        }
+        return heap[0];
     }
 
     /// <summary>The k-th largest element (k ≥ 1) by three-way quickselect; reorders <paramref name="a"/>.</summary>

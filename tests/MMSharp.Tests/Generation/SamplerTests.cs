@@ -51,15 +51,20 @@ public sealed class SamplerTests
     public void TopK_MatchesSortReference_OnLargeRandomRowWithManyTies()
     {
         var rng = new Rng(7);
-        var s = new float[6 * 512 + 7];
-        for (int i = 0; i < s.Length; i++) s[i] = i % 5 == 0 ? NegInf : MathF.Round(rng.NextNormal() * 4) / 2;   // many exact ties
-        foreach (int k in new[] { 1, 2, 17, 50, 1000, 2400 })
+        foreach (int n in new[] { 6 * 512 + 7, 10_007 })
         {
+            var s = new float[n];
+            for (int i = 0; i < n; i++) s[i] = i % 5 == 0 ? NegInf : MathF.Round(rng.NextNormal() * 4) / 2;   // many exact ties
             var sorted = s.OrderByDescending(v => v).ToArray();
-            float kth = sorted[k - 1];
-            var got = (float[])s.Clone();
-            Sampler.ApplyTopK(got, k, new float[s.Length]);
-            for (int i = 0; i < s.Length; i++) Assert.Equal(s[i] < kth ? NegInf : s[i], got[i]);
+            // k <= 4096 takes the heap path, larger k the quickselect path.
+            foreach (int k in new[] { 1, 2, 17, 50, 1000, 2400, 5000, n - 1 })
+            {
+                if (k >= n) continue;
+                float kth = sorted[k - 1];
+                var got = (float[])s.Clone();
+                Sampler.ApplyTopK(got, k, new float[n]);
+                for (int i = 0; i < n; i++) Assert.Equal(s[i] < kth ? NegInf : s[i], got[i]);
+            }
         }
     }
 
@@ -73,7 +78,7 @@ public sealed class SamplerTests
     public void TopP_Boundary_OnExactQuarterProbabilities(double topP, bool[] kept)
     {
         float[] s = [0f, 0f, 0f, 0f];
-        Sampler.ApplyTopP(s, topP, 1, new long[4]);
+        Sampler.ApplyTopP(s, topP, 1, new long[4], new float[4]);
         for (int i = 0; i < 4; i++) Assert.Equal(kept[i] ? 0f : NegInf, s[i]);
     }
 
@@ -87,7 +92,7 @@ public sealed class SamplerTests
     {
         float[] input = [2f, 1f, 0f, 3f];
         var s = (float[])input.Clone();
-        Sampler.ApplyTopP(s, topP, minKeep, new long[4]);
+        Sampler.ApplyTopP(s, topP, minKeep, new long[4], new float[4]);
         for (int i = 0; i < 4; i++) Assert.Equal(kept[i] ? input[i] : NegInf, s[i]);
     }
 
@@ -95,8 +100,47 @@ public sealed class SamplerTests
     public void TopP_IgnoresAlreadyMaskedTokens_AndHandlesNegativeScores()
     {
         float[] s = [NegInf, -5f, -3f, NegInf, -4f];   // softmax over finite: -3: 0.665, -4: 0.245, -5: 0.090
-        Sampler.ApplyTopP(s, 0.85, 1, new long[5]);     // threshold 0.15: removes -5 only
+        Sampler.ApplyTopP(s, 0.85, 1, new long[5], new float[5]);     // threshold 0.15: removes -5 only
         Assert.Equal(new[] { NegInf, NegInf, -3f, NegInf, -4f }, s);
+    }
+
+    [Fact]
+    public void TopP_HonoursMinTokensToKeep_WhenFewTokensHaveMass()
+    {
+        float[] s = [0f, 0f, 0f, 0f, 10f];   // token 4 holds 0.9998 of the mass
+        Sampler.ApplyTopP(s, 0.5, 3, new long[5], new float[5]);
+        Assert.Equal(new[] { NegInf, NegInf, 0f, 0f, 10f }, s);   // ties ascend by id: the two highest-id zeros are kept
+    }
+
+    [Theory]
+    [InlineData(1, 0.9)]
+    [InlineData(3, 0.9)]
+    [InlineData(8, 0.95)]
+    [InlineData(3, 0.5)]
+    [InlineData(0.3, 0.8)]
+    public void TopP_MatchesFullSortFloat64Reference_OnLargeRows(double spread, double topP)
+    {
+        var rng = new Rng(11);
+        foreach (int n in new[] { 7, 6 * 512 + 7, 50_000 })
+        {
+            var input = new float[n];
+            for (int i = 0; i < n; i++) input[i] = rng.NextNormal() * (float)spread;
+            var got = (float[])input.Clone();
+            Sampler.ApplyTopP(got, topP, 1, new long[n], new float[n]);
+
+            // Reference: HF's algorithm over every token, ascending (score, id), probabilities and cumsum in float64.
+            var order = Enumerable.Range(0, n).OrderBy(i => input[i]).ThenBy(i => i).ToArray();
+            double max = input.Max(), sum = input.Sum(v => Math.Exp(v - max)), cum = 0, thr = (float)(1 - topP);
+            for (int j = 0; j < n; j++)
+            {
+                int t = order[j];
+                cum += Math.Exp(input[t] - max) / sum;
+                bool removed = cum <= thr && j < n - 1;
+                if (removed != float.IsNegativeInfinity(got[t]))
+                    Assert.True(Math.Abs(cum - thr) < 1e-5, $"n={n} token {t}: reference cumsum {cum:R} vs threshold {thr:R}, reference removed={removed}");
+                if (!removed) Assert.True(got[t] == input[t] || Math.Abs(cum - thr) < 1e-5);
+            }
+        }
     }
 
     [Fact]
