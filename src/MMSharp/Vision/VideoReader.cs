@@ -27,8 +27,9 @@ namespace MMSharp.Vision;
 /// may differ from the ffmpeg CLI's, so individual pixels can differ by a unit or so; lossless RGB sources are exact.</item>
 /// </list>
 /// Decoding runs one ffmpeg process per <see cref="GetBatch"/> call that decodes the stream once (sequentially, no
-/// seeking) and converts only the selected frames, streamed back as PPM images (self-describing, so the output size
-/// after rotation need not be guessed). For the model card's 8–32 frames this costs one decode pass of the video.
+/// seeking) up to the last selected frame (<c>-frames:v</c> stops it there) and converts only the selected frames,
+/// streamed back as PPM images (self-describing, so the output size after rotation need not be guessed). For the
+/// model card's 8–32 frames spread over the video this costs one decode pass of (most of) the video.
 /// </remarks>
 public sealed class VideoReader
 {
@@ -100,7 +101,8 @@ public sealed class VideoReader
             select.Append(k == 0 ? "" : "+").Append("eq(n\\,").Append(distinct[k].ToString(CultureInfo.InvariantCulture)).Append(')');
         select.Append('\'');
         string[] args = ["-nostdin", "-v", "error", "-i", Path, "-map", "0:v:0", "-an", "-sn", "-dn",
-                         "-vf", select.ToString(), "-vsync", "0", "-pix_fmt", "rgb24", "-c:v", "ppm", "-f", "image2pipe", "-"];
+                         "-vf", select.ToString(), "-vsync", "0",
+                         "-frames:v", distinct.Length.ToString(CultureInfo.InvariantCulture), "-pix_fmt", "rgb24", "-c:v", "ppm", "-f", "image2pipe", "-"];
 
         var decoded = new List<RgbImage>(distinct.Length);
         string name = System.IO.Path.GetFileName(Path);
