@@ -18,6 +18,8 @@ namespace MMSharp.Vision;
 /// <c>ffprobe -count_packets</c> for <c>nb_read_packets</c>: the same demux-only scan, no decoding, and exact for
 /// containers without a frame count in the header (mkv, webm). <c>nb_frames</c> (header) is missing or estimated for
 /// many containers, and <c>-count_frames</c> would decode the whole video just to count.</item>
+/// <item>The stream is the first video stream that is not cover art (ffmpeg specifier <c>V:0</c>); decord takes
+/// <c>av_find_best_stream</c>, which also passes over attached pictures and is the first video stream in practice.</item>
 /// <item><c>vr.get_avg_fps()</c> is the stream's <c>avg_frame_rate</c> num/den as a double (not
 /// <c>r_frame_rate</c>).</item>
 /// <item><c>vr[i]</c> is the i-th frame in presentation order; ffmpeg's <c>select</c> filter counts decoded frames
@@ -42,7 +44,7 @@ public sealed class VideoReader
 
     /// <summary>The video file.</summary>
     public string Path { get; }
-    /// <summary>Number of frames (decord <c>len(vr)</c>): packets of the first video stream.</summary>
+    /// <summary>Number of frames (decord <c>len(vr)</c>): packets of the video stream.</summary>
     public int FrameCount { get; }
     /// <summary>decord <c>get_avg_fps()</c>: the stream's avg_frame_rate as a double.</summary>
     public double AvgFps { get; }
@@ -62,7 +64,7 @@ public sealed class VideoReader
         if (!File.Exists(path)) throw new FileNotFoundException($"VideoReader: no such file '{path}'", path);
         Path = path;
         var (code, stdout, stderr) = RunText(FfprobePath,
-            ["-v", "error", "-select_streams", "v:0", "-count_packets",
+            ["-v", "error", "-select_streams", "V:0", "-count_packets",
              "-show_entries", "stream=width,height,avg_frame_rate,nb_read_packets", "-of", "default=noprint_wrappers=1", path]);
         string name = System.IO.Path.GetFileName(path);
         if (code != 0) throw new VideoDecodeException(name, $"ffprobe cannot read the file (exit code {code}): {Tail(stderr)}");
@@ -100,7 +102,7 @@ public sealed class VideoReader
         for (int k = 0; k < distinct.Length; k++)
             select.Append(k == 0 ? "" : "+").Append("eq(n\\,").Append(distinct[k].ToString(CultureInfo.InvariantCulture)).Append(')');
         select.Append('\'');
-        string[] args = ["-nostdin", "-v", "error", "-i", Path, "-map", "0:v:0", "-an", "-sn", "-dn",
+        string[] args = ["-nostdin", "-v", "error", "-i", Path, "-map", "0:V:0", "-an", "-sn", "-dn",
                          "-vf", select.ToString(), "-vsync", "0",
                          "-frames:v", distinct.Length.ToString(CultureInfo.InvariantCulture), "-pix_fmt", "rgb24", "-c:v", "ppm", "-f", "image2pipe", "-"];
 
