@@ -19,7 +19,7 @@ internal static class ChatCommand
     internal static readonly Option<int> MaxNewTokens = new("--max-new-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 1024 };
     internal static readonly Option<double> Temperature = new("--temperature") { Description = "0 = greedy.", DefaultValueFactory = _ => 0.0 };
     internal static readonly Option<double> TopP = new("--top-p") { Description = "Nucleus sampling mass.", DefaultValueFactory = _ => 1.0 };
-    internal static readonly Option<int> TopK = new("--top-k") { Description = "Sample among the k most likely tokens (0 = all).", DefaultValueFactory = _ => 0 };
+    internal static readonly Option<int?> TopK = new("--top-k") { Description = "Sample among the k most likely tokens (default 50 as HF; 0 = all)." };
     internal static readonly Option<ulong?> Seed = new("--seed") { Description = "Seed of the sampler." };
     internal static readonly Option<string?> DumpTensors = new("--dump-tensors") { Description = "Write the first forward's tensors (.npy) to this directory." };
 
@@ -35,12 +35,13 @@ internal static class ChatCommand
     static int Run(ParseResult p, CliConsole io)
     {
         var decoding = new Decoding(p.GetValue(MaxNewTokens), p.GetValue(Temperature), p.GetValue(TopP), p.GetValue(TopK), p.GetValue(Seed));
-        var chooser = decoding.CreateChooser();
+        decoding.ToGenerationConfig();   // bad settings fail before the model loads
         var images = p.GetValue(Images) ?? [];
         string? video = p.GetValue(Video);
         foreach (var f in images.Append(video).OfType<string>())
             if (!File.Exists(f)) throw new CliException($"file '{f}' does not exist");
         using var loaded = LoadedModel.Open(p.GetValue(Model)!);
+        var chooser = decoding.CreateChooser(loaded.Model.Config.Llm.VocabSize);
         using var session = new ChatSession(loaded.Generator, p.GetValue(MaxTiles));
         string? dump = p.GetValue(DumpTensors);
 

@@ -22,7 +22,7 @@ internal static class InferCommand
 
     /// <summary>The fields of the inference json this command reads (others, e.g. MindSpeed's model blocks, are ignored).</summary>
     internal sealed record InferConfig(string InferDataType, string[] FilePaths, string[] Prompts, string FromPretrained,
-        string? TokenizerPath, string? Template, int NumSegments, int? MaxTiles, Decoding Decoding, string? DumpTensors);
+        string? TokenizerPath, string? Template, int NumSegments, int? MaxTiles, GenerationConfig Generation, ulong Seed, string? DumpTensors);
 
     internal static InferConfig Parse(string path)
     {
@@ -45,17 +45,18 @@ internal static class InferCommand
             if (prompts.Length == 0) throw new CliException($"{path}: prompts is missing or empty");
             string model = Str(r, "from_pretrained", path) ?? throw new CliException($"{path}: from_pretrained (the Hugging Face checkpoint directory) is missing");
             string? tok = r.TryGetProperty("tokenizer", out var t) && t.ValueKind == JsonValueKind.Object ? Str(t, "from_pretrained", path) : null;
-            var g = r.TryGetProperty("generation_config", out var gc) && gc.ValueKind == JsonValueKind.Object ? gc : default;
-            bool sample = g.ValueKind == JsonValueKind.Object && g.TryGetProperty("do_sample", out var ds) && ds.ValueKind == JsonValueKind.True;
-            var decoding = new Decoding(
-                Int(g, "max_new_tokens") ?? 1024,
-                sample ? Dbl(g, "temperature") ?? 1.0 : 0.0,
-                Dbl(g, "top_p") ?? 1.0,
-                sample ? Int(g, "top_k") ?? 50 : 0,
-                Int(g, "seed") is int s ? (ulong)s : null,
-                Dbl(g, "repetition_penalty") ?? 1.0);
+            GenerationConfig generation;
+            try
+            {
+                generation = r.TryGetProperty("generation_config", out var g) && g.ValueKind == JsonValueKind.Object
+                    ? GenerationConfig.Parse(g.GetRawText(), GenerationConfig.InternVLChat with { EosTokenIds = [] })
+                    : GenerationConfig.InternVLChat with { EosTokenIds = [] };
+                generation.Validate();
+            }
+            catch (ArgumentException e) { throw new CliException($"{path}: generation_config: {e.Message}"); }
+            ulong seed = r.TryGetProperty("generation_config", out var gs) && Int(gs, "seed") is int sd ? (ulong)sd : 0;
             return new InferConfig(type, files, prompts, Resolve(model), tok != null ? Resolve(tok) : null, Str(r, "template", path),
-                Int(r, "num_segments") ?? 8, Int(r, "max_num") ?? Int(r, "max_tiles"), decoding,
+                Int(r, "num_segments") ?? 8, Int(r, "max_num") ?? Int(r, "max_tiles"), generation, seed,
                 Str(r, "dump_tensors", path) is string d ? Resolve(d) : null);
         }
     }
@@ -63,8 +64,8 @@ internal static class InferCommand
     static int Run(string path, CliConsole io)
     {
         var c = Parse(path);
-        var chooser = c.Decoding.CreateChooser();
-        using var loaded = LoadedModel.Open(c.FromPretrained, c.TokenizerPath, c.Template);
+        using var loaded = LoadedModel.Open(c.FromPretrained, c.TokenizerPath, c.Template, c.Generation.EosTokenIds);
+        var chooser = SamplerChooser.For(c.Generation, loaded.Model.Config.Llm.VocabSize, c.Seed);
         string? dump = c.DumpTensors;
         for (int i = 0; i < c.Prompts.Length; i++)
         {
@@ -78,7 +79,7 @@ internal static class InferCommand
             }
             if (c.Prompts.Length > 1) io.Out.WriteLine($"[{i + 1}/{c.Prompts.Length}] {c.Prompts[i]}");
             string? d = dump;
-            var result = session.Ask(c.Prompts[i], c.Decoding.MaxNewTokens, chooser, piece => { io.Out.Write(piece); io.Out.Flush(); },
+            var result = session.Ask(c.Prompts[i], c.Generation.MaxNewTokens, chooser, piece => { io.Out.Write(piece); io.Out.Flush(); },
                 d == null ? null : (ids, pv) => TensorDump.WritePrompt(d, loaded.Model, ids, pv));
             io.Out.WriteLine();
             if (d != null) TensorDump.WriteGenerated(d, result.Tokens);
@@ -105,6 +106,4 @@ internal static class InferCommand
     static int? Int(JsonElement e, string name) =>
         e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
 
-    static double? Dbl(JsonElement e, string name) =>
-        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
-}
+    }

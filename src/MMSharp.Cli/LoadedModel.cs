@@ -20,9 +20,11 @@ internal sealed class LoadedModel : IDisposable
 
     /// <summary>
     /// Loads <paramref name="directory"/> (config.json, safetensors, tokenizer files; the tokenizer may come from
-    /// <paramref name="tokenizerDirectory"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is resolved by the tokenizer.
+    /// <paramref name="tokenizerDirectory"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is resolved by the tokenizer. Generation stops
+    /// at the template's stop token and <paramref name="extraStopIds"/>.
     /// </summary>
-    public static LoadedModel Open(string directory, string? tokenizerDirectory = null, string? templateName = null)
+    public static LoadedModel Open(string directory, string? tokenizerDirectory = null, string? templateName = null,
+        IEnumerable<int>? extraStopIds = null)
     {
         if (!Directory.Exists(directory)) throw new CliException($"model directory '{directory}' does not exist");
         if (!File.Exists(Path.Combine(directory, "config.json"))) throw new CliException($"model directory '{directory}' has no config.json");
@@ -33,7 +35,7 @@ internal sealed class LoadedModel : IDisposable
         try
         {
             var template = ChatTemplate.Get(templateName ?? model.Config.Template ?? "internvl2_5");
-            return new LoadedModel(model, tokenizer, new Generator(model, tokenizer, template));
+            return new LoadedModel(model, tokenizer, new Generator(model, tokenizer, template, extraStopIds));
         }
         catch
         {

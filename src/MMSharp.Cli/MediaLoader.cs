@@ -1,4 +1,5 @@
 using MMSharp.Engine;
+using MMSharp.Vision;
 
 namespace MMSharp.Cli;
 
@@ -15,6 +16,7 @@ internal static class MediaLoader
     {
         if (!File.Exists(path)) throw new CliException($"video '{path}' does not exist");
         if (numSegments < 1) throw new CliException($"--num-segments must be >= 1, got {numSegments}");
-        throw new CliException($"video '{path}': this build has no video reader (ffmpeg frame reading is not included)");
+        var v = InternVLVideoLoader.Load(path, numSegments, maxNum, bound: null, inputSize: inputSize);
+        return new VideoFrames(v.PixelValues, v.NumPatchesList, v.FrameIndices.Select(i => (int)i).ToArray());
     }
 }
