@@ -20,7 +20,6 @@ public sealed class ChatSession : IDisposable
     readonly List<int> _numPatches = [];
     readonly List<(string Question, string Answer)> _history = [];
     int _pendingImages, _pendingFrames;
-    bool _video;
 
     public Generator Generator { get; }
 
@@ -56,7 +55,6 @@ public sealed class ChatSession : IDisposable
         _tiles.Add(Ops.Contiguous(pixelValues));
         _numPatches.AddRange(numPatches);
         _pendingFrames += numPatches.Count;
-        _video = true;
     }
 
     /// <summary>Forgets history and images.</summary>
@@ -67,7 +65,6 @@ public sealed class ChatSession : IDisposable
         _numPatches.Clear();
         _history.Clear();
         _pendingImages = _pendingFrames = 0;
-        _video = false;
     }
 
     /// <summary>The question as it is stored in the history (placeholders of newly attached images in front).</summary>
@@ -86,7 +83,7 @@ public sealed class ChatSession : IDisposable
         return prefix + question;
     }
 
-    /// <summary>The full prompt text for <paramref name="question"/> (already prepared) given the current history.</summary>
+    /// <summary>The full prompt text for a question already passed through <see cref="PrepareQuestion"/>, given the current history.</summary>
     public string BuildPrompt(string preparedQuestion) =>
         InternVLPrompt.BuildChatQuery(Generator.Template, preparedQuestion, _numPatches, Generator.Model.Config.NumImageToken,
             _history.Count == 0 ? null : _history, SystemMessage);
