@@ -105,9 +105,9 @@ public sealed class SampleBuilder(Qwen2Tokenizer tokenizer, SampleBuilderOptions
 
     private TrainingSample BuildVideo(DataRecord record, DatasetSpec spec, List<ConversationTurn> turns, int firstHuman, int datasetIndex, ulong seed)
     {
-        if (videoSource == null) throw new BadRecordException(BadRecordKind.UnreadableVideo, "video record but no video frame source is configured");
         string path = spec.ResolveMedia(record.Video!);
         if (!File.Exists(path)) throw new BadRecordException(BadRecordKind.MissingImage, $"video not found: {path}");
+        if (videoSource == null) throw new BadRecordException(BadRecordKind.UnreadableVideo, "video record but no video frame source is configured");
         var frames = new List<RgbImage>();
         try
         {

@@ -31,7 +31,7 @@ public static class PngEncoder
                 if (y == 0 && f >= 2) break;   // Up/Average/Paeth need a previous row to be worth it
                 Filter(f, cur, prev, candidate);
                 long cost = 0;
-                foreach (byte b in candidate) cost += Math.Abs((sbyte)b);
+                foreach (byte b in candidate) cost += Math.Abs((int)(sbyte)b);
                 if (cost < bestCost) { bestCost = cost; bestFilter = f; candidate.CopyTo(best, 0); }
             }
             long at = (long)y * (stride + 1);
