@@ -140,3 +140,24 @@ public class BatchingTests
         }
     }
 }
+
+public class SampleLengthsTests
+{
+    [Fact]
+    public void Lengths_UseLengthField_ElseTokensPlusImageBudget_CachedByStringLength()
+    {
+        string dir = DataTestUtil.NewTempDir("len");
+        DataTestUtil.WriteLines(Path.Combine(dir, "d.jsonl"),
+        [
+            "{\"length\": 77, \"conversations\": [{\"from\":\"human\",\"value\":\"x\"},{\"from\":\"gpt\",\"value\":\"y\"}]}",
+            DataTestUtil.TextRecord("a", "What shape is this?", "circle"),
+            DataTestUtil.TextRecord("b", "What shape is that?", "circle"),   // same string length: the cached value (quirk)
+            "not json",
+        ]);
+        using var ds = new MixedDataset([DatasetSpec.FromJsonl(Path.Combine(dir, "d.jsonl"))]);
+        var opts = DataTestUtil.SmallOptions();   // 4 tokens per tile, max patch 4, thumbnail: budget 4 * 5 = 20
+        var lengths = SampleLengths.Compute(ds, DataTestUtil.Tokenizer, opts);
+        int expected = DataTestUtil.Tokenizer.Encode("What shape is this?\ncircle").Length + 20;
+        Assert.Equal([77, expected, expected, 0], lengths);
+    }
+}
