@@ -77,9 +77,12 @@ public sealed class SampleBuilder(Qwen2Tokenizer tokenizer, SampleBuilderOptions
                 record.Source, datasetIndex);
         }
 
-        // Single image: the official code prepends "<image>\n" when the first turn has none.
-        if (record.Images.Count == 1 && !turns[0].Value.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal))
-            turns[0] = turns[0] with { Value = InternVLPrompt.ImagePlaceholder + "\n" + turns[0].Value };
+        // Single image: the official code prepends "<image>\n" when the first turn has none. It looks at turn 0 even when that
+        // is a system turn (the tag then lands in the system prompt and the sample fails its image count); we use the first
+        // human turn instead, which is what such records mean.
+        if (record.Images.Count == 1 && !turns[firstHuman].Value.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal)
+            && !turns.Any(t => t.From == "human" && t.Value.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal)))
+            turns[firstHuman] = turns[firstHuman] with { Value = InternVLPrompt.ImagePlaceholder + "\n" + turns[firstHuman].Value };
         int tags = turns.Where(t => t.From == "human").Sum(t => CountTags(t.Value));
         if (tags != record.Images.Count)
             throw new BadRecordException(BadRecordKind.ImageTagMismatch,

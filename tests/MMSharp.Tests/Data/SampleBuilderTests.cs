@@ -50,6 +50,19 @@ public class SampleBuilderTests
     }
 
     [Fact]
+    public void SingleImage_WithSystemTurnFirst_PrependsTagToFirstHumanTurn()
+    {
+        string dir = DataTestUtil.NewTempDir("sb");
+        DataTestUtil.SavePng(Path.Combine(dir, "a.png"), 28, 28, 255, 0, 0);
+        string line = "{\"image\":\"a.png\",\"conversations\":[{\"from\":\"system\",\"value\":\"Answer with one word.\"}," +
+                      "{\"from\":\"human\",\"value\":\"What color is the shape?\"},{\"from\":\"gpt\",\"value\":\"red\"}]}";
+        var rec = DataRecord.Parse(System.Text.Encoding.UTF8.GetBytes(line), new SourceLocation("x", 1, 0));
+        var s = new SampleBuilder(Tok, DataTestUtil.SmallOptions()).Build(rec, new DatasetSpec("d", dir, "x.jsonl"));
+        string text = Tok.Decode(s.InputIds.Select(i => (int)i).ToArray());
+        Assert.StartsWith("<|im_start|>system\nAnswer with one word.<|im_end|>\n<|im_start|>user\n<img>", text);
+    }
+
+    [Fact]
     public void MultiImage_UsesMaxPatchDividedByImageCount()
     {
         string dir = DataTestUtil.NewTempDir("sb");
