@@ -20,6 +20,8 @@ public sealed record DataOptions
     public long? MaxSamples { get; init; }
     /// <summary><c>--streaming</c>: constant-memory reading in file order.</summary>
     public bool Streaming { get; init; }
+    /// <summary><c>--shuffle-block K</c> (streaming): shuffle each block of K consecutive lines (0 = file order).</summary>
+    public int ShuffleBlock { get; init; }
     /// <summary><c>--group-by-length</c>; <see cref="GroupSize"/> = world size x gradient-accumulation steps.</summary>
     public bool GroupByLength { get; init; }
     /// <inheritdoc cref="GroupByLength"/>
@@ -105,7 +107,7 @@ public sealed class TrainingData : IDisposable
     private void OpenStream(StreamPosition? position)
     {
         _reader?.Dispose();
-        _reader = new StreamingJsonlReader(_specs, position, _options.MaxSamples);
+        _reader = new StreamingJsonlReader(_specs, position, _options.MaxSamples, _options.ShuffleBlock, _options.Seed);
         _streamLoader = new StreamingDataLoader(_reader, _builder, _options.MicroBatchSize, _collate, Report);
     }
 

@@ -87,4 +87,28 @@ public class StreamingReaderTests
         Assert.Equal(1, report.Count(BadRecordKind.MalformedJson));   // reported once although met in several epochs
         Assert.Equal(5, report.Entries[0].Location.Line);
     }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(7)]
+    [InlineData(15)]
+    public void BlockShuffle_EveryRecordOncePerEpoch_AndResumesExactly(int consumed)
+    {
+        var specs = Specs(out _);
+        List<string> all;
+        using (var r = new StreamingJsonlReader(specs, shuffleBlock: 3, seed: 9)) all = Take(r, 24);
+        // Epoch = 4 lines of a + 8 of b; each epoch holds every record the same number of times as unshuffled.
+        string[] plain = ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3", "b0", "b1", "b2", "b3"];
+        Assert.Equal(plain.Order(), all.Take(12).Order());
+        Assert.Equal(plain.Order(), all.Skip(12).Order());
+        Assert.NotEqual(plain, all.Take(12));
+        Assert.NotEqual(all.Take(12), all.Skip(12));   // another permutation in the next epoch
+
+        StreamPosition saved;
+        using (var r = new StreamingJsonlReader(specs, shuffleBlock: 3, seed: 9)) { Take(r, consumed); saved = StreamPosition.FromJson(r.Position.ToJson()); }
+        using var resumed = new StreamingJsonlReader(specs, saved, shuffleBlock: 3, seed: 9);
+        Assert.Equal(all.Skip(consumed).Take(8), Take(resumed, 8));
+    }
 }

@@ -14,7 +14,7 @@ public class TrainingDataTests
     private static DataOptions Options(bool streaming = false, bool group = false, int? pack = null, double valRate = 0, string? valData = null) => new()
     {
         Data = streaming ? Path.Combine(Shapes.Value, "train.jsonl") : Path.Combine(Shapes.Value, "meta.json"),
-        ValData = valData, ValRate = valRate, Seed = 3, MicroBatchSize = 4, Streaming = streaming, GroupByLength = group, GroupSize = 2,
+        ValData = valData, ValRate = valRate, Seed = 3, MicroBatchSize = 4, Streaming = streaming, ShuffleBlock = streaming ? 16 : 0, GroupByLength = group, GroupSize = 2,
         PackMaxTokens = pack, Builder = new SampleBuilderOptions { ImageSize = 56, NumImageToken = 4, MaxDynamicPatch = 1 },
     };
 
