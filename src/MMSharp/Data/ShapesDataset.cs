@@ -44,11 +44,24 @@ public static class ShapesDataset
         foreach (var a in Shapes.Concat(Colors.Select(c => c.Name)).Concat(Positions.Select(p => p.Name)).Concat(CountWords[1..])) yield return a;
     }
 
+    /// <summary>All question kinds.</summary>
+    public static readonly string[] Kinds = ["count", "color", "shape", "position"];
+
+    /// <summary>Exact match of a generated reply with the answer (case, surrounding blanks and a final period ignored).</summary>
+    public static bool IsCorrect(string generated, string answer) =>
+        string.Equals(generated.Trim().TrimEnd('.').Trim(), answer, StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Example <paramref name="index"/> of the stream seeded by <paramref name="seed"/>.</summary>
-    public static Example Make(ulong seed, long index, int imageSize = 56)
+    /// <param name="seed">Stream seed.</param>
+    /// <param name="index">Example number.</param>
+    /// <param name="imageSize">Canvas side (geometry is defined on 56 pixels and scaled).</param>
+    /// <param name="maxCount">Shapes per image at most (1-4).</param>
+    /// <param name="kinds">Question kinds to draw from (default all of <see cref="Kinds"/>), to make the task easier or harder.</param>
+    public static Example Make(ulong seed, long index, int imageSize = 56, int maxCount = 4, IReadOnlyList<string>? kinds = null)
     {
+        if (maxCount is < 1 or > 4) throw new ArgumentException($"ShapesDataset: maxCount must be 1..4, got {maxCount}");
         var rng = new Rng(seed * 0x9E3779B97F4A7C15UL + (ulong)index * 0xBF58476D1CE4E5B9UL + 1);
-        int count = 1 + rng.NextInt(4);
+        int count = 1 + rng.NextInt(maxCount);
         var positions = Enumerable.Range(0, Positions.Length).ToArray();
         for (int i = positions.Length - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (positions[i], positions[j]) = (positions[j], positions[i]); }
         var items = new List<Item>();
@@ -62,8 +75,8 @@ public static class ShapesDataset
         var image = Render(items, imageSize);
 
         // Question kinds drawn evenly; a kind that is ambiguous for this layout falls back to "position" (always unique).
-        string[] kinds = ["count", "color", "shape", "position"];
-        string kind = kinds[rng.NextInt(kinds.Length)];
+        kinds ??= Kinds;
+        string kind = kinds[rng.NextInt(kinds.Count)];
         var target = items[rng.NextInt(items.Count)];
         string question, answer;
         if (kind == "color" && items.Count(i => i.Shape == target.Shape) == 1)
@@ -127,27 +140,29 @@ public static class ShapesDataset
     /// <c>images/{train,val}_NNNNNN.png</c> and a <c>meta.json</c> naming the training file. Train and validation use disjoint
     /// example streams of the same seed.
     /// </summary>
-    public static Output Generate(string outDir, int trainCount, int valCount, ulong seed, int imageSize = 56)
+    public static Output Generate(string outDir, int trainCount, int valCount, ulong seed, int imageSize = 56, int maxCount = 4,
+        IReadOnlyList<string>? kinds = null)
     {
         Directory.CreateDirectory(outDir);
         string images = Path.Combine(outDir, "images");
         Directory.CreateDirectory(images);
         string train = Path.Combine(outDir, "train.jsonl"), val = Path.Combine(outDir, "val.jsonl");
-        WriteSplit(train, "train", trainCount, seed, 0, imageSize, outDir);
-        WriteSplit(val, "val", valCount, seed, 1L << 40, imageSize, outDir);
+        WriteSplit(train, "train", trainCount, seed, 0, imageSize, maxCount, kinds, outDir);
+        WriteSplit(val, "val", valCount, seed, 1L << 40, imageSize, maxCount, kinds, outDir);
         string meta = Path.Combine(outDir, "meta.json");
         DatasetSpec.WriteMeta(meta, [new DatasetSpec("shapes_train", Path.GetFullPath(outDir), Path.GetFullPath(train), 1, false, 1, trainCount)]);
         return new Output(train, val, meta, images, trainCount, valCount);
     }
 
-    private static void WriteSplit(string path, string split, int count, ulong seed, long indexBase, int imageSize, string outDir)
+    private static void WriteSplit(string path, string split, int count, ulong seed, long indexBase, int imageSize, int maxCount,
+        IReadOnlyList<string>? kinds, string outDir)
     {
         var options = new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
         using var file = new StreamWriter(path, false, new UTF8Encoding(false)) { NewLine = "\n" };
         var buffer = new MemoryStream();
         for (int i = 0; i < count; i++)
         {
-            var ex = Make(seed, indexBase + i, imageSize);
+            var ex = Make(seed, indexBase + i, imageSize, maxCount, kinds);
             string name = $"{split}_{i:D6}";
             string rel = $"images/{name}.png";
             PngEncoder.Save(ex.Image, Path.Combine(outDir, rel));

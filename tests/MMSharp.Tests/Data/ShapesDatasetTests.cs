@@ -75,6 +75,19 @@ public class ShapesDatasetTests
     }
 
     [Fact]
+    public void Make_RespectsKindsAndMaxCount_IsCorrectIgnoresCaseAndPeriod()
+    {
+        for (int i = 0; i < 100; i++)
+        {
+            var ex = ShapesDataset.Make(2, i, maxCount: 2, kinds: ["count"]);
+            Assert.Equal("count", ex.Kind);
+            Assert.InRange(ex.Items.Count, 1, 2);
+        }
+        Assert.True(ShapesDataset.IsCorrect(" Red.", "red"));
+        Assert.False(ShapesDataset.IsCorrect("red circle", "red"));
+    }
+
+    [Fact]
     public void Generate_IsDeterministicAndWritesLoadableJsonl()
     {
         string a = DataTestUtil.NewTempDir("shapes"), b = DataTestUtil.NewTempDir("shapes");
