@@ -2,7 +2,8 @@
 # The test command: installs prerequisites, builds in Release and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+# ffmpeg: video frame tests
+bash scripts/install-deps.sh ffmpeg
 log=$(mktemp)
 set +e
 dotnet test MMSharp.slnx -c Release --nologo "$@" 2>&1 | tee "$log"

@@ -1,0 +1,231 @@
+using MMSharp.Engine;
+using MMSharp.NN;
+
+namespace MMSharp.Models.InternVL;
+
+// Qwen2 / Qwen2.5 decoder (transformers modeling_qwen2.py). Shapes: B batch, T new tokens, P cached tokens,
+// C hidden, nH query heads, nKV key/value heads, hd head dim.
+
+/// <summary>
+/// cos/sin tables of rotary embedding (rotate_half layout) for position ids, with the base given by
+/// <see cref="Qwen2Config.RopeBase"/> (plain rope_theta, or dynamic NTK beyond max_position_embeddings).
+/// Computed once per forward and shared by all layers.
+/// </summary>
+public static class Qwen2Rotary
+{
+    /// <summary>Position ids start, start + 1, … for <paramref name="T"/> tokens (I64 [T]).</summary>
+    public static Tensor Positions(int start, int T)
+    {
+        var ids = Tensor.Empty([T], DType.I64);
+        for (int i = 0; i < T; i++) ids.SetFlat(i, start + i);
+        return ids;
+    }
+
+    /// <summary>Tables [T, hd] (or [B, T, hd] for position ids [B, T]) for the largest position in <paramref name="positionIds"/>.</summary>
+    public static (Tensor Cos, Tensor Sin) Tables(Qwen2Config c, Tensor positionIds, long maxPosition) =>
+        Ops.RotaryTables(positionIds, c.HeadDim, c.RopeBase(maxPosition));
+}
+
+/// <summary>
+/// <c>self_attn</c>: q_proj [nH·hd, C] + bias, k_proj / v_proj [nKV·hd, C] + bias, o_proj [C, nH·hd] without bias.
+/// Causal GQA attention (query head h reads kv head h / (nH/nKV)), scale hd^−½, RoPE on q and k.
+/// </summary>
+public sealed class Qwen2Attention : Module
+{
+    readonly Qwen2Config _c;
+    public readonly Linear QProj, KProj, VProj, OProj;
+
+    public Qwen2Attention(Qwen2Config c, DType dtype)
+    {
+        _c = c;
+        int hd = c.HeadDim;
+        QProj = RegisterModule("q_proj", new Linear(c.HiddenSize, c.NumAttentionHeads * hd, bias: true, dtype));
+        KProj = RegisterModule("k_proj", new Linear(c.HiddenSize, c.NumKeyValueHeads * hd, bias: true, dtype));
+        VProj = RegisterModule("v_proj", new Linear(c.HiddenSize, c.NumKeyValueHeads * hd, bias: true, dtype));
+        OProj = RegisterModule("o_proj", new Linear(c.NumAttentionHeads * hd, c.HiddenSize, bias: false, dtype));
+    }
+
+    /// <summary>
+    /// x [B, T, C] -> [B, T, C]. With a cache, the new keys/values are stored at the cache's current length and
+    /// attention runs over all P + T cached positions (causal diagonal aligned to the end).
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer)
+    {
+        int B = x.Shape[0], T = x.Shape[1], hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads;
+        using var q = ProjectHeads(QProj, x, B, T, nH, hd);                       // [B, nH, T, hd]
+        using var k = ProjectHeads(KProj, x, B, T, nKV, hd);                      // [B, nKV, T, hd]
+        using var vFlat = VProj.Forward(x);
+        using var v4 = Ops.Reshape(vFlat, B, T, nKV, hd);
+        using var v = Ops.Transpose(v4, 1, 2);                                    // [B, nKV, T, hd]
+        using var qRot = Ops.ApplyRotary(q, cos, sin);
+        using var kRot = Ops.ApplyRotary(k, cos, sin);
+
+        Tensor o;
+        if (cache == null) o = Ops.ScaledDotProductAttention(qRot, kRot, v, causal: true);
+        else
+        {
+            var (kAll, vAll) = cache.Append(layer, kRot, v);                      // [B, nKV, P + T, hd]
+            using (kAll)
+            using (vAll)
+                o = Ops.ScaledDotProductAttention(qRot, kAll, vAll, causal: true);
+        }
+        using (o)                                                                 // [B, nH, T, hd]
+        using (var oTokens = Ops.Transpose(o, 1, 2))                              // [B, T, nH, hd]
+        using (var merged = Ops.Reshape(oTokens, B, T, nH * hd))
+            return OProj.Forward(merged);
+    }
+
+    static Tensor ProjectHeads(Linear proj, Tensor x, int B, int T, int heads, int hd)
+    {
+        using var flat = proj.Forward(x);                                         // [B, T, heads·hd]
+        using var split = Ops.Reshape(flat, B, T, heads, hd);
+        return Ops.Transpose(split, 1, 2);                                        // [B, heads, T, hd]
+    }
+}
+
+/// <summary><c>mlp</c>: down_proj(silu(gate_proj(x)) · up_proj(x)), no biases.</summary>
+public sealed class Qwen2MLP : Module
+{
+    public readonly Linear GateProj, UpProj, DownProj;
+
+    public Qwen2MLP(Qwen2Config c, DType dtype)
+    {
+        GateProj = RegisterModule("gate_proj", new Linear(c.HiddenSize, c.IntermediateSize, bias: false, dtype));
+        UpProj = RegisterModule("up_proj", new Linear(c.HiddenSize, c.IntermediateSize, bias: false, dtype));
+        DownProj = RegisterModule("down_proj", new Linear(c.IntermediateSize, c.HiddenSize, bias: false, dtype));
+    }
+
+    public Tensor Forward(Tensor x)
+    {
+        using var gate = GateProj.Forward(x);
+        using var up = UpProj.Forward(x);
+        using var act = Ops.SiluMul(gate, up);
+        return DownProj.Forward(act);
+    }
+}
+
+/// <summary>
+/// <c>layers.{i}</c>: x = x + self_attn(input_layernorm(x)); x = x + mlp(post_attention_layernorm(x)).
+/// </summary>
+public sealed class Qwen2DecoderLayer : Module
+{
+    public readonly Qwen2Attention SelfAttn;
+    public readonly Qwen2MLP Mlp;
+    public readonly RMSNorm InputLayernorm, PostAttentionLayernorm;
+
+    public Qwen2DecoderLayer(Qwen2Config c, DType dtype)
+    {
+        SelfAttn = RegisterModule("self_attn", new Qwen2Attention(c, dtype));
+        Mlp = RegisterModule("mlp", new Qwen2MLP(c, dtype));
+        InputLayernorm = RegisterModule("input_layernorm", new RMSNorm(c.HiddenSize, (float)c.RmsNormEps, dtype));
+        PostAttentionLayernorm = RegisterModule("post_attention_layernorm", new RMSNorm(c.HiddenSize, (float)c.RmsNormEps, dtype));
+    }
+
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, ActivationTap? tap = null)
+    {
+        Tensor h;
+        using (var n1 = InputLayernorm.Forward(x))
+        using (var attn = SelfAttn.Forward(n1, cos, sin, cache, layer))
+        {
+            tap?.Invoke($"llm.layers.{layer}.attn_out", attn);
+            h = Ops.Add(x, attn);
+        }
+        using (h)
+        using (var n2 = PostAttentionLayernorm.Forward(h))
+        using (var mlp = Mlp.Forward(n2))
+        {
+            tap?.Invoke($"llm.layers.{layer}.mlp_out", mlp);
+            var y = Ops.Add(h, mlp);
+            tap?.Invoke($"llm.layers.{layer}", y);
+            return y;
+        }
+    }
+}
+
+/// <summary><c>model</c>: <c>embed_tokens</c> [V, C], <c>layers</c>, final <c>norm</c>.</summary>
+public sealed class Qwen2Model : Module
+{
+    public Qwen2Config Config { get; }
+    public readonly Embedding EmbedTokens;
+    public readonly ModuleList<Qwen2DecoderLayer> Layers;
+    public readonly RMSNorm Norm;
+
+    public Qwen2Model(Qwen2Config c, DType dtype)
+    {
+        Config = c;
+        EmbedTokens = RegisterModule("embed_tokens", new Embedding(c.VocabSize, c.HiddenSize, dtype));
+        Layers = RegisterModule("layers", new ModuleList<Qwen2DecoderLayer>());
+        for (int i = 0; i < c.NumHiddenLayers; i++) Layers.Add(new Qwen2DecoderLayer(c, dtype));
+        Norm = RegisterModule("norm", new RMSNorm(c.HiddenSize, (float)c.RmsNormEps, dtype));
+    }
+
+    /// <summary>
+    /// inputs_embeds [B, T, C] -> final-normed hidden states [B, T, C]. Positions are P, …, P + T − 1 with P the
+    /// cache length (0 without a cache); the cache is advanced by T.
+    /// </summary>
+    public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, ActivationTap? tap = null)
+    {
+        if (inputsEmbeds.Rank != 3 || inputsEmbeds.Shape[2] != Config.HiddenSize)
+            throw new ArgumentException($"Qwen2Model: inputs_embeds must be [B, T, {Config.HiddenSize}], got {inputsEmbeds.Describe()}");
+        int B = inputsEmbeds.Shape[0], T = inputsEmbeds.Shape[1];
+        int start = cache?.Length ?? 0;
+        cache?.EnsureRoom(B, T);
+        using var positions = Qwen2Rotary.Positions(start, T);
+        var (cos, sin) = Qwen2Rotary.Tables(Config, positions, start + T - 1);    // [T, hd]
+        using (cos)
+        using (sin)
+        {
+            Tensor h = inputsEmbeds;                                              // not owned; layer outputs are
+            bool owned = false;
+            try
+            {
+                for (int i = 0; i < Layers.Count; i++)
+                {
+                    var next = Layers[i].Forward(h, cos, sin, cache, i, tap);
+                    if (owned) h.Dispose();
+                    (h, owned) = (next, true);
+                }
+                cache?.Advance(T);
+                var y = Norm.Forward(h);
+                tap?.Invoke("llm.norm", y);
+                return y;
+            }
+            finally { if (owned) h.Dispose(); }
+        }
+    }
+}
+
+/// <summary>
+/// <c>language_model</c>: <c>model</c> (<see cref="Qwen2Model"/>) and <c>lm_head</c> [V, C] without bias.
+/// InternVL checkpoints store an untied head; a tied head (constructor flag) shares
+/// <c>model.embed_tokens.weight</c> (registered under both names).
+/// </summary>
+public sealed class Qwen2ForCausalLM : Module
+{
+    public Qwen2Config Config { get; }
+    public readonly Qwen2Model Model;
+    public readonly Linear LmHead;
+    public bool TiedLmHead { get; }
+
+    public Qwen2ForCausalLM(Qwen2Config c, DType dtype, bool tieLmHead = false)
+    {
+        Config = c;
+        Model = RegisterModule("model", new Qwen2Model(c, dtype));
+        TiedLmHead = tieLmHead;
+        LmHead = RegisterModule("lm_head", tieLmHead
+            ? new Linear(Model.EmbedTokens.Weight)
+            : new Linear(c.HiddenSize, c.VocabSize, bias: false, dtype));
+    }
+
+    /// <summary>
+    /// inputs_embeds [B, T, C] -> logits [B, T, V], or [B, 1, V] for the last position only when
+    /// <paramref name="lastOnly"/> (prefill and decoding need no more, and the head is the largest matmul).
+    /// </summary>
+    public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, bool lastOnly = false, ActivationTap? tap = null)
+    {
+        using var h = Model.Forward(inputsEmbeds, cache, tap);
+        if (!lastOnly) return LmHead.Forward(h);
+        using var last = Ops.Narrow(h, 1, h.Shape[1] - 1, 1);                    // [B, 1, C]
+        return LmHead.Forward(last);
+    }
+}
