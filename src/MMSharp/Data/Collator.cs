@@ -28,6 +28,8 @@ public sealed record Batch(int B, int T, long[] InputIds, long[] Labels, long[] 
     public Tensor AttentionMaskTensor() => Tensor.FromArray(AttentionMask, [B, T]);
     /// <summary>F32 [B, T] loss weights.</summary>
     public Tensor LossWeightsTensor() => Tensor.FromArray(LossWeights, [B, T]);
+    /// <summary>I64 [tiles]: 1 for real tiles, 0 for the dummy tile of text-only samples (<c>image_flags</c>).</summary>
+    public Tensor ImageFlagsTensor() => Tensor.FromArray(Array.ConvertAll(ImageFlags, f => (long)f), [TileCount]);
     /// <summary>F32 [tiles, 3, S, S].</summary>
     public Tensor PixelValuesTensor() => Tensor.FromArray(PixelValues, [TileCount, 3, ImageSize, ImageSize]);
 }

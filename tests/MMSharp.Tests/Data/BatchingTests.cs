@@ -31,6 +31,10 @@ public class BatchingTests
         Assert.Equal(2f, b.PixelValues[12]);   // second sample's tiles follow the first's
         using var t = b.InputIdsTensor();
         Assert.Equal([3, 7], t.Shape);
+        using var px = b.PixelValuesTensor();
+        Assert.Equal([4, 3, 2, 2], px.Shape);
+        using var flags = b.ImageFlagsTensor();
+        Assert.Equal([4], flags.Shape);
         Assert.Equal(8, Collator.Pad([Sample(5, 2)], 0, padToMultipleOf: 8).T);
     }
 
