@@ -17,8 +17,17 @@ static unsafe class GemmBench
     static readonly int[] Ms = [1, 16, 256, 1024, 2048];
     static readonly (int K, int N)[] Shapes = [(896, 896), (896, 4864), (4864, 896), (1024, 3072), (3584, 3584), (3584, 18944)];
 
+    /// <summary>Time with the calling thread's CPU clock instead of the wall clock (for tuning single-threaded
+    /// kernels on a busy machine: time slices lost to other processes do not count).</summary>
+    static bool _cpuClock;
+
+    [StructLayout(LayoutKind.Sequential)] struct TimeSpec { public long Sec, NSec; }
+    [DllImport("libc", EntryPoint = "clock_gettime")] static extern int ClockGetTime(int clock, out TimeSpec ts);
+    const int ClockThreadCpuTime = 3;
+
     public static void Run(Options opts)
     {
+        _cpuClock = opts.Get("clock") == "cpu";
         if (opts.Get("path") is string path)
         {
             // internal switch of the library (the bench is not a friend assembly), for comparing SIMD paths
@@ -94,6 +103,13 @@ static unsafe class GemmBench
 
     static double Time(Action f)
     {
+        if (_cpuClock)
+        {
+            ClockGetTime(ClockThreadCpuTime, out var c0);
+            f();
+            ClockGetTime(ClockThreadCpuTime, out var c1);
+            return (c1.Sec - c0.Sec) + (c1.NSec - c0.NSec) * 1e-9;
+        }
         long t0 = Stopwatch.GetTimestamp();
         f();
         return (Stopwatch.GetTimestamp() - t0) / (double)Stopwatch.Frequency;
