@@ -145,7 +145,11 @@ public static unsafe class Gemm
                             int mr = Math.Min(MR, mc - ir);
                             float* aPanel = buf.A + (long)ir * kcur;
                             float* cTile = c + (ic + ir) * ldc + jc + jr;
-                            if (mr == MR && nr == NR) ker.Run(kcur, aPanel, bPanel, cTile, ldc, betaK);
+                            if (mr == MR && nr == NR)
+                            {
+                                PrefetchTile(cTile, ldc, MR, NR);
+                                ker.Run(kcur, aPanel, bPanel, cTile, ldc, betaK);
+                            }
                             else
                             {
                                 ker.Run(kcur, aPanel, bPanel, tile, NR, 0f);
@@ -155,6 +159,21 @@ public static unsafe class Gemm
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Starts loading a C tile that the micro-kernel will read and write only after its k loop. With large M
+    /// the C block (M x NC) falls out of L2, and without this each tile update stalls on ~24 cache misses.
+    /// </summary>
+    static void PrefetchTile(float* c, long ldc, int rows, int cols)
+    {
+        if (!Sse.IsSupported) return;
+        for (int i = 0; i < rows; i++)
+        {
+            float* row = c + i * ldc;
+            for (int j = 0; j < cols; j += 16) Sse.Prefetch0(row + j);
+            Sse.Prefetch0(row + cols - 1);
         }
     }
 
