@@ -17,10 +17,19 @@ internal static unsafe class GemmSmallM
     /// <summary>C[i, j] = sum_p A[i*lda + p] * W[j*ldw + p] (+ beta C). A rows contiguous.</summary>
     internal static void Dot<TE>(int m, int n, int k, float* a, long lda, void* w, long ldw, float* c, long ldc, float beta) where TE : unmanaged, IGemmElem
     {
-        // one chunk per thread, but only when each has at least ~64K multiply-adds (waking a worker costs microseconds)
-        long grain = Math.Max(4, (1L << 16) / Math.Max(1L, (long)k * m));
+        // Items of at least ~64K multiply-adds (a worker wake-up costs microseconds), up to 4 per thread so a
+        // thread that is descheduled on a busy machine holds up only a small share; each covers a fixed range
+        // of outputs (multiples of 8 W rows), so results do not depend on the thread count.
+        long grain = Math.Max(8, (1L << 16) / Math.Max(1L, (long)k * m));
+        int items = (int)Math.Clamp(n / grain, 1, 4 * Par.Threads);
+        if (items == 1) { DotRange<TE>(m, 0, n, k, a, lda, w, ldw, c, ldc, beta); return; }
+        int blocks = (n + 7) / 8;
         nint ap = (nint)a, wp = (nint)w, cp = (nint)c;
-        Par.ForChunks(n, grain, (s, e) => DotRange<TE>(m, (int)s, (int)e, k, (float*)ap, lda, (void*)wp, ldw, (float*)cp, ldc, beta));
+        Par.For(items, t =>
+        {
+            int j0 = (int)((long)blocks * t / items) * 8, j1 = Math.Min(n, (int)((long)blocks * (t + 1) / items) * 8);
+            DotRange<TE>(m, j0, j1, k, (float*)ap, lda, (void*)wp, ldw, (float*)cp, ldc, beta);
+        });
     }
 
     /// <summary>How far ahead (bytes) the decode kernel prefetches each W row: hardware prefetch alone leaves
