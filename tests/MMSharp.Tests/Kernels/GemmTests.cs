@@ -118,6 +118,7 @@ public sealed unsafe class GemmTests
     [InlineData(3, 8300, 20)]
     [InlineData(256, 129, 64)]
     [InlineData(40, 1000, 150)]
+    [InlineData(300, 700, 400)]
     public void Sgemm_MatchesReference_AcrossCacheBlocks(int m, int n, int k)
     {
         foreach (bool aT in new[] { false, true })

@@ -11,12 +11,13 @@ namespace MMSharp.Engine.Kernels;
 /// </summary>
 /// <remarks>
 /// Blocked as in BLIS/GotoBLAS: for each NC-wide slab of B and KC-deep slice of k, B is packed into
-/// NR-column panels (kept in L2/L3), then for each MC-tall block of A, A is packed into MR-row panels
-/// (kept in L2) and the micro-kernel computes MR x NR tiles of C with the tile in registers and the B
-/// micro-panel in L1. Threads own disjoint rectangles of C and run this whole loop nest on them, so
-/// every C element is computed by one thread in a fixed k order: results do not depend on the thread
-/// count. Weight-shaped B (W[n, k], as in y = x W^T) with few rows of A goes to
-/// <see cref="GemmSmallM"/> instead: no packing, W streamed once.
+/// NR-column panels, then for each MC-tall block of A, A is packed into MR-row panels and the
+/// micro-kernel (<see cref="GemmMicroKernels"/>) computes MR x NR tiles of C with the tile in registers
+/// and the B micro-panel in L1. Threads own disjoint rectangles of C and run this whole loop nest on
+/// them, so every C element is computed by one thread in a fixed k order: results do not depend on the
+/// thread count. Weight-shaped B (W[n, k], as in y = x W^T) with at most <see cref="SmallMMax"/> rows of A
+/// goes to <see cref="GemmSmallM"/> instead: no packing, W streamed once (at M = 16 it is as fast as the
+/// packed path for fp32 W and ~15% faster for bf16 W; at M = 32 the packed path wins).
 /// </remarks>
 public static unsafe class Gemm
 {
