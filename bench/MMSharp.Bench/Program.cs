@@ -1,10 +1,11 @@
 using MMSharp.Bench;
 
 // Benchmarks, one line of numbers per case. Usage:
-//   mmsharp-bench gemm [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T] [--path avx512|avx2|scalar]
+//   mmsharp-bench gemm [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T] [--path avx512|avx2|scalar] [--clock cpu]
 //   mmsharp-bench bandwidth [--threads T]
 //   mmsharp-bench attention [--threads T] [--t 1024] [--d 64] [--reps 5]
 //   mmsharp-bench generate --preset internvl3-1b [--threads T]
+// --clock cpu times single-threaded cases with the thread's CPU clock (tuning on a busy machine).
 // Comparisons are ratios measured side by side in one run (ours and OpenBLAS alternate per repetition).
 var opts = Options.Parse(args.Skip(1).ToArray());
 switch (args.FirstOrDefault())
