@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using MMSharp.Engine;
+using MMSharp.Engine.Autograd;
+using MMSharp.Engine.Kernels;
+using MMSharp.Models.InternVL;
+
+namespace MMSharp.Bench;
+
+/// <summary>
+/// Decode speed of the InternVL3-1B language model (Qwen2.5-0.5B geometry, BF16, untied head) with random weights:
+/// prefill --prompt tokens, then decode --steps tokens one at a time, per thread count. Prints tokens/s, the bound
+/// copy-bandwidth / weight-bytes-per-token measured in the same run, and the share of each op family
+/// (<see cref="Profiler"/>) of the decode time.
+/// </summary>
+static class DecodeProfile
+{
+    public static void Run(Options opts)
+    {
+        int prompt = opts.Ints("prompt", [256])[0], steps = opts.Ints("steps", [64])[0];
+        int layers = opts.Ints("layers", [24])[0];
+        var c = new Qwen2Config("Qwen2ForCausalLM", 151674, 896, 4864, layers, 14, 2, 64, 32768, 1e-6, 1000000.0, null,
+            false, "silu", null, 151645);
+        using var lm = new Qwen2ForCausalLM(c, DType.BF16);
+        ulong seed = 1;
+        long weightBytes = 0;
+        foreach (var (name, p) in lm.NamedParameters())
+        {
+            using var f = name.EndsWith("norm.weight") ? Tensor.Ones(p.Shape) : Tensor.RandN(p.Shape, seed++, 0.02f);
+            p.Set(Ops.To(f, DType.BF16));
+            p.RequiresGrad = false;
+            // the embedding is read one row per token; everything else whole
+            if (!name.Contains("embed_tokens")) weightBytes += p.NumEl * 2;
+        }
+        Console.WriteLine($"decode-profile layers={layers} prompt={prompt} steps={steps} weight_bytes_per_token={weightBytes / 1e6:F0}MB");
+
+        var rng = new Random(7);
+        var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
+        foreach (int threads in opts.Ints("threads", [1, 2]))
+        {
+            Par.Threads = threads;
+            double gbs = BandwidthBench.CopyGBs(threads);
+            double bound = gbs * 1e9 / weightBytes;
+            using var _ = GradMode.NoGrad();
+            using var cache = KvCache.For(c, 1, prompt + steps + 1);
+            var sw = Stopwatch.StartNew();
+            using (var ids = Tensor.FromArray(promptIds, 1, prompt))
+            using (var emb = lm.Model.EmbedTokens.Forward(ids))
+                lm.Forward(emb, cache, lastOnly: true).Dispose();
+            double prefillS = sw.Elapsed.TotalSeconds;
+
+            using var tok = Tensor.FromArray(new long[] { 17 }, 1, 1);
+            for (int i = 0; i < 2; i++) Step(lm, tok, cache); // warm the pool
+            long fresh = Interlocked.Read(ref BufferPool.FreshAllocations);
+            Profiler.Reset();
+            Profiler.Enabled = true;
+            var times = new double[steps - 2];
+            sw.Restart();
+            for (int i = 0; i < times.Length; i++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                Step(lm, tok, cache);
+                times[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            }
+            double total = sw.Elapsed.TotalSeconds;
+            Profiler.Enabled = false;
+            long freshPerRun = Interlocked.Read(ref BufferPool.FreshAllocations) - fresh;
+            Array.Sort(times);
+            double tps = times.Length / total;
+            Console.WriteLine($"threads={threads} copy_gbs={gbs:F1} bound_tps={bound:F1} decode_tps={tps:F2} ratio={tps / bound:F2} " +
+                $"ms/token median={times[times.Length / 2]:F1} min={times[0]:F1} max={times[^1]:F1} prefill_s={prefillS:F2} " +
+                $"fresh_allocs={freshPerRun} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+            double booked = 0;
+            var parts = new List<string>();
+            for (var cat = (ProfileCategory)0; cat < ProfileCategory.Count; cat++)
+            {
+                double s = Profiler.Seconds(cat);
+                booked += s;
+                if (Profiler.Calls(cat) > 0) parts.Add($"{cat}={100 * s / total:F1}%");
+            }
+            parts.Add($"other={100 * (total - booked) / total:F1}%");
+            Console.WriteLine("  breakdown " + string.Join(" ", parts));
+        }
+    }
+
+    static void Step(Qwen2ForCausalLM lm, Tensor tok, KvCache cache)
+    {
+        using var scope = TensorScope.Begin();
+        using var emb = lm.Model.EmbedTokens.Forward(tok);
+        using var logits = lm.Forward(emb, cache, lastOnly: true);
+        using (Profiler.Time(ProfileCategory.Sampling))
+            ArgMax(logits);
+    }
+
+    static unsafe long ArgMax(Tensor logits)
+    {
+        float* p = logits.F32Ptr;
+        int n = logits.Shape[^1];
+        return System.Numerics.Tensors.TensorPrimitives.IndexOfMax(new ReadOnlySpan<float>(p, n));
+    }
+}
