@@ -64,8 +64,10 @@ internal static unsafe class DecodeAttention
                 TensorPrimitives.Multiply(new ReadOnlySpan<float>(acc + (long)r * D, D), inv[r], new Span<float>(oRows + (long)r * D, D));
         }
 
+        // threads only for long caches: at Tk ~ 300 a layer's attention is ~50 µs, less than what a fork/join
+        // costs once the cores are shared
         int items = B * Hkv;
-        if (items > 1 && (long)rows * Tk * D >= 1 << 14) Par.For(items, Item);
+        if (items > 1 && (long)rows * Tk * D >= 1 << 20) Par.For(items, Item);
         else for (int t = 0; t < items; t++) Item(t);
     }
 
