@@ -14,6 +14,8 @@ namespace MMSharp.Bench;
 /// </summary>
 static class DecodeProfile
 {
+    /// <summary>Options: --threads 1,2 --prompt 256 --steps 64 --layers 24 --attention decode,tiled (the tiled path
+    /// is the general kernel, for a side-by-side comparison in one run).</summary>
     public static void Run(Options opts)
     {
         int prompt = opts.Ints("prompt", [256])[0], steps = opts.Ints("steps", [64])[0];
@@ -35,12 +37,17 @@ static class DecodeProfile
 
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
+        var decodePath = typeof(Tensor).Assembly.GetType("MMSharp.Engine.Kernels.DecodeAttention")!
+            .GetField("Enabled", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
         foreach (int threads in opts.Ints("threads", [1, 2]))
+        foreach (var attention in (opts.Get("attention") ?? "decode,tiled").Split(','))
         {
+            decodePath.SetValue(null, attention == "decode");
             Par.Threads = threads;
             double gbs = BandwidthBench.CopyGBs(threads);
             double bound = gbs * 1e9 / weightBytes;
             double readGbs = ReadGBs(threads), gemvTps = GemvOnlyTps(lm, 5);
+            Par.Threads = threads;
             using var _ = GradMode.NoGrad();
             using var cache = KvCache.For(c, 1, prompt + steps + 1);
             var sw = Stopwatch.StartNew();
@@ -70,7 +77,7 @@ static class DecodeProfile
             long freshPerRun = Interlocked.Read(ref BufferPool.FreshAllocations) - fresh;
             Array.Sort(times);
             double tps = times.Length / total;
-            Console.WriteLine($"threads={threads} copy_gbs={gbs:F1} bound_tps={bound:F1} decode_tps={tps:F2} ratio={tps / bound:F2} " +
+            Console.WriteLine($"threads={threads} attention={attention} copy_gbs={gbs:F1} bound_tps={bound:F1} decode_tps={tps:F2} ratio={tps / bound:F2} " +
                 $"ms/token median={times[times.Length / 2]:F1} min={times[0]:F1} max={times[^1]:F1} prefill_s={prefillS:F2} " +
                 $"fresh_allocs={freshPerRun} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
             Console.WriteLine($"  read_gbs={readGbs:F1} (weights-only bound {readGbs * 1e9 / weightBytes:F1} tok/s) " +

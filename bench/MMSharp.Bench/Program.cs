@@ -4,7 +4,7 @@ using MMSharp.Bench;
 //   mmsharp-bench gemm [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T] [--path avx512|avx2|scalar]
 //   mmsharp-bench bandwidth [--threads T]
 //   mmsharp-bench attention [--threads T] [--t 1024] [--d 64] [--reps 5]
-//   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24]
+//   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24] [--attention decode,tiled]
 // Comparisons are ratios measured side by side in one run (ours and OpenBLAS alternate per repetition).
 var opts = Options.Parse(args.Skip(1).ToArray());
 switch (args.FirstOrDefault())

@@ -17,6 +17,9 @@ internal static unsafe class DecodeAttention
     /// <summary>Largest Tq served by this path (beyond that the tiled kernel's q-reuse wins).</summary>
     public const int MaxQueries = 8;
 
+    /// <summary>Off: every call takes the tiled path (the decode benchmark flips it by reflection to compare both).</summary>
+    internal static bool Enabled = true;
+
     public static void Forward(int B, int Hq, int Hkv, int Tq, int Tk, int D, float scale, bool causal,
         float* q, float* k, long kB, long kH, long kT, float* v, long vB, long vH, long vT, float* o)
     {

@@ -40,7 +40,7 @@ public static unsafe partial class Ops
         foreach (var t in new[] { q, k, v })
             if (!t.DType.IsFloat()) throw new ArgumentException($"{op}: {t.Describe()} is not a float tensor");
 
-        if (Tq <= DecodeAttention.MaxQueries && mask == null && keyLengths == null && keyValid == null && segmentIds == null
+        if (DecodeAttention.Enabled && Tq <= DecodeAttention.MaxQueries && mask == null && keyLengths == null && keyValid == null && segmentIds == null
             && k.DType == DType.F32 && v.DType == DType.F32 && k.Strides[3] == 1 && v.Strides[3] == 1
             && !Tensor.AnyRequiresGrad(q, k, v))
             return DecodeAttentionForward(q, k, v, causal, scale ?? 1f / MathF.Sqrt(D));
