@@ -32,7 +32,11 @@ public sealed class Linear : Module
         if (bias != null) Bias = RegisterParameter("bias", bias);
     }
 
-    public Tensor Forward(Tensor x) => Ops.Linear(x, Weight, Bias?.Data);
+    public Tensor Forward(Tensor x)
+    {
+        using var _ = Profiler.Time(ProfileCategory.Linear);
+        return Ops.Linear(x, Weight, Bias?.Data);
+    }
 
     public override string ToString() => $"Linear({InFeatures} -> {OutFeatures}, bias={Bias != null}, {Weight.DType})";
 }
