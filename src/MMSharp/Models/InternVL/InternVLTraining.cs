@@ -79,14 +79,17 @@ public static class InternVLTraining
 
     /// <summary>
     /// <c>--freeze-vision</c> (<c>vision_model</c>, the official <c>freeze_backbone</c>), <c>--freeze-mlp</c> (<c>mlp1</c>),
-    /// <c>--freeze-llm</c> (<c>language_model</c>). Freeze before applying LoRA: adapters stay trainable.
+    /// <c>--freeze-llm</c> (<c>language_model</c>). LoRA adapters (<c>lora_A</c> / <c>lora_B</c>) stay trainable, before or after.
     /// </summary>
     public static void Freeze(InternVLChatModel model, bool vision, bool mlp, bool llm)
     {
-        if (vision) model.Freeze("vision_model");
-        if (mlp) model.Freeze("mlp1");
-        if (llm) model.Freeze("language_model");
+        if (vision) model.Freeze(BaseOf("vision_model"));
+        if (mlp) model.Freeze(BaseOf("mlp1"));
+        if (llm) model.Freeze(BaseOf("language_model"));
     }
+
+    static System.Text.RegularExpressions.Regex BaseOf(string prefix) =>
+        new($@"^{prefix}\.(?!.*\.lora_[AB]\.)", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     /// <summary><c>--lora-llm R</c> / <c>--lora-vision R</c> on the official target modules (0 = none).</summary>
     public static void ApplyLora(InternVLChatModel model, int llmRank, int visionRank, float? alpha, float dropout, ulong seed)
