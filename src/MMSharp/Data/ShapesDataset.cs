@@ -1,0 +1,187 @@
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using MMSharp.Engine;
+using MMSharp.Vision;
+
+namespace MMSharp.Data;
+
+/// <summary>
+/// The demo's synthetic visual-question data: small PNG images (white background) with 1-4 filled shapes (circle, square,
+/// triangle, diamond) in 4 colours at 5 positions (left, right, top, bottom, center), and one question per image with a
+/// one-word answer that needs the image: how many shapes, what colour (of the shape / of the &lt;shape&gt;), what shape
+/// (is this / is the &lt;colour&gt; shape), where the &lt;colour&gt; &lt;shape&gt; is. Every (shape, colour) pair appears at
+/// most once per image, so every question has one answer. Deterministic given the seed.
+/// </summary>
+public static class ShapesDataset
+{
+    /// <summary>Shape names.</summary>
+    public static readonly string[] Shapes = ["circle", "square", "triangle", "diamond"];
+    /// <summary>Colour names and their RGB.</summary>
+    public static readonly (string Name, byte R, byte G, byte B)[] Colors =
+        [("red", 220, 30, 30), ("green", 30, 160, 50), ("blue", 30, 60, 220), ("yellow", 230, 200, 20)];
+    /// <summary>Position names; centres on a 56-pixel canvas (scaled with the image size).</summary>
+    public static readonly (string Name, int X, int Y)[] Positions =
+        [("left", 10, 28), ("right", 46, 28), ("top", 28, 10), ("bottom", 28, 46), ("center", 28, 28)];
+    /// <summary>Count answers.</summary>
+    public static readonly string[] CountWords = ["zero", "one", "two", "three", "four"];
+
+    /// <summary>One drawn shape.</summary>
+    public sealed record Item(int Shape, int Color, int Position, int Dx, int Dy);
+
+    /// <summary>One generated example.</summary>
+    public sealed record Example(RgbImage Image, IReadOnlyList<Item> Items, string Question, string Answer, string Kind);
+
+    /// <summary>Every question template (with placeholders filled) and every answer: the text the tokenizer must cover.</summary>
+    public static IEnumerable<string> CorpusTexts()
+    {
+        yield return "How many shapes are there?";
+        yield return "What color is the shape?";
+        yield return "What shape is this?";
+        foreach (var s in Shapes) yield return $"What color is the {s}?";
+        foreach (var c in Colors) yield return $"What shape is the {c.Name} shape?";
+        foreach (var c in Colors) foreach (var s in Shapes) yield return $"Where is the {c.Name} {s}?";
+        foreach (var a in Shapes.Concat(Colors.Select(c => c.Name)).Concat(Positions.Select(p => p.Name)).Concat(CountWords[1..])) yield return a;
+    }
+
+    /// <summary>All question kinds.</summary>
+    public static readonly string[] Kinds = ["count", "color", "shape", "position"];
+
+    /// <summary>Exact match of a generated reply with the answer (case, surrounding blanks and a final period ignored).</summary>
+    public static bool IsCorrect(string generated, string answer) =>
+        string.Equals(generated.Trim().TrimEnd('.').Trim(), answer, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Example <paramref name="index"/> of the stream seeded by <paramref name="seed"/>.</summary>
+    /// <param name="seed">Stream seed.</param>
+    /// <param name="index">Example number.</param>
+    /// <param name="imageSize">Canvas side (geometry is defined on 56 pixels and scaled).</param>
+    /// <param name="maxCount">Shapes per image at most (1-4).</param>
+    /// <param name="kinds">Question kinds to draw from (default all of <see cref="Kinds"/>), to make the task easier or harder.</param>
+    public static Example Make(ulong seed, long index, int imageSize = 56, int maxCount = 4, IReadOnlyList<string>? kinds = null)
+    {
+        if (maxCount is < 1 or > 4) throw new ArgumentException($"ShapesDataset: maxCount must be 1..4, got {maxCount}");
+        var rng = new Rng(seed * 0x9E3779B97F4A7C15UL + (ulong)index * 0xBF58476D1CE4E5B9UL + 1);
+        int count = 1 + rng.NextInt(maxCount);
+        var positions = Enumerable.Range(0, Positions.Length).ToArray();
+        for (int i = positions.Length - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (positions[i], positions[j]) = (positions[j], positions[i]); }
+        var items = new List<Item>();
+        var pairs = new HashSet<(int, int)>();
+        for (int k = 0; k < count; k++)
+        {
+            int s, c;
+            do { s = rng.NextInt(Shapes.Length); c = rng.NextInt(Colors.Length); } while (!pairs.Add((s, c)));
+            items.Add(new Item(s, c, positions[k], rng.NextInt(3) - 1, rng.NextInt(3) - 1));
+        }
+        var image = Render(items, imageSize);
+
+        // Question kinds drawn evenly; a kind that is ambiguous for this layout falls back to "position" (always unique).
+        kinds ??= Kinds;
+        string kind = kinds[rng.NextInt(kinds.Count)];
+        var target = items[rng.NextInt(items.Count)];
+        string question, answer;
+        if (kind == "color" && items.Count(i => i.Shape == target.Shape) == 1)
+        {
+            question = count == 1 ? "What color is the shape?" : $"What color is the {Shapes[target.Shape]}?";
+            answer = Colors[target.Color].Name;
+        }
+        else if (kind == "shape" && items.Count(i => i.Color == target.Color) == 1)
+        {
+            question = count == 1 ? "What shape is this?" : $"What shape is the {Colors[target.Color].Name} shape?";
+            answer = Shapes[target.Shape];
+        }
+        else if (kind == "count")
+        {
+            question = "How many shapes are there?";
+            answer = CountWords[count];
+        }
+        else
+        {
+            kind = "position";
+            question = $"Where is the {Colors[target.Color].Name} {Shapes[target.Shape]}?";
+            answer = Positions[target.Position].Name;
+        }
+        return new Example(image, items, question, answer, kind);
+    }
+
+    /// <summary>Draws <paramref name="items"/> on a white square canvas (pixel centres tested against each shape).</summary>
+    public static RgbImage Render(IReadOnlyList<Item> items, int imageSize = 56)
+    {
+        double k = imageSize / 56.0;
+        var px = new byte[imageSize * imageSize * 3];
+        Array.Fill(px, (byte)255);
+        foreach (var it in items)
+        {
+            var (_, r, g, b) = Colors[it.Color];
+            double cx = (Positions[it.Position].X + it.Dx) * k, cy = (Positions[it.Position].Y + it.Dy) * k;
+            for (int y = 0; y < imageSize; y++)
+                for (int x = 0; x < imageSize; x++)
+                {
+                    double dx = (x + 0.5 - cx) / k, dy = (y + 0.5 - cy) / k;   // in 56-canvas units
+                    bool inside = it.Shape switch
+                    {
+                        0 => dx * dx + dy * dy <= 6.5 * 6.5,
+                        1 => Math.Abs(dx) <= 5.5 && Math.Abs(dy) <= 5.5,
+                        2 => dy >= -6.5 && dy <= 5.5 && Math.Abs(dx) <= (dy + 6.5) / 12.0 * 6.5,
+                        _ => Math.Abs(dx) + Math.Abs(dy) <= 7,
+                    };
+                    if (!inside) continue;
+                    int o = (y * imageSize + x) * 3;
+                    px[o] = r; px[o + 1] = g; px[o + 2] = b;
+                }
+        }
+        return new RgbImage(imageSize, imageSize, px);
+    }
+
+    /// <summary>What <see cref="Generate"/> wrote.</summary>
+    public sealed record Output(string TrainJsonl, string ValJsonl, string MetaJson, string ImagesDir, int TrainCount, int ValCount);
+
+    /// <summary>
+    /// Writes <c>train.jsonl</c>, <c>val.jsonl</c> (InternVL records with <c>image</c> relative to <paramref name="outDir"/>),
+    /// <c>images/{train,val}_NNNNNN.png</c> and a <c>meta.json</c> naming the training file. Train and validation use disjoint
+    /// example streams of the same seed.
+    /// </summary>
+    public static Output Generate(string outDir, int trainCount, int valCount, ulong seed, int imageSize = 56, int maxCount = 4,
+        IReadOnlyList<string>? kinds = null)
+    {
+        Directory.CreateDirectory(outDir);
+        string images = Path.Combine(outDir, "images");
+        Directory.CreateDirectory(images);
+        string train = Path.Combine(outDir, "train.jsonl"), val = Path.Combine(outDir, "val.jsonl");
+        WriteSplit(train, "train", trainCount, seed, 0, imageSize, maxCount, kinds, outDir);
+        WriteSplit(val, "val", valCount, seed, 1L << 40, imageSize, maxCount, kinds, outDir);
+        string meta = Path.Combine(outDir, "meta.json");
+        DatasetSpec.WriteMeta(meta, [new DatasetSpec("shapes_train", Path.GetFullPath(outDir), Path.GetFullPath(train), 1, false, 1, trainCount)]);
+        return new Output(train, val, meta, images, trainCount, valCount);
+    }
+
+    private static void WriteSplit(string path, string split, int count, ulong seed, long indexBase, int imageSize, int maxCount,
+        IReadOnlyList<string>? kinds, string outDir)
+    {
+        var options = new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        using var file = new StreamWriter(path, false, new UTF8Encoding(false)) { NewLine = "\n" };
+        var buffer = new MemoryStream();
+        for (int i = 0; i < count; i++)
+        {
+            var ex = Make(seed, indexBase + i, imageSize, maxCount, kinds);
+            string name = $"{split}_{i:D6}";
+            string rel = $"images/{name}.png";
+            PngEncoder.Save(ex.Image, Path.Combine(outDir, rel));
+            buffer.SetLength(0);
+            using (var w = new Utf8JsonWriter(buffer, options))
+            {
+                w.WriteStartObject();
+                w.WriteString("id", name);
+                w.WriteString("image", rel);
+                w.WriteNumber("width", imageSize);
+                w.WriteNumber("height", imageSize);
+                w.WriteString("kind", ex.Kind);
+                w.WriteStartArray("conversations");
+                w.WriteStartObject(); w.WriteString("from", "human"); w.WriteString("value", "<image>\n" + ex.Question); w.WriteEndObject();
+                w.WriteStartObject(); w.WriteString("from", "gpt"); w.WriteString("value", ex.Answer); w.WriteEndObject();
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            file.WriteLine(Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length));
+        }
+    }
+}
