@@ -62,6 +62,7 @@ static class FinetuneCommands
         F<int>(flags, "--save-total-limit", "Keep only the K newest checkpoints (0 = all).", (s, v) => s.SaveTotalLimit = v);
         B(flags, "--no-save-optim", "Do not store the optimizer state in checkpoints.", (s, v) => s.NoSaveOptim = v);
         B(flags, "--resume", "Continue from the latest checkpoint in --output.", (s, v) => s.Resume = v);
+        F<int>(flags, "--stop-after-step", "Stop (with a checkpoint) after this step although the schedule runs to --max-steps; continue later with --resume.", (s, v) => s.StopAfterStep = v);
         F<string>(flags, "--load", "Continue from the latest checkpoint of this output directory (same as --output DIR --resume).", (s, v) => { s.Output = v; s.Resume = true; });
         B(flags, "--no-load-optim", "On resume, start a fresh optimizer state.", (s, v) => s.NoLoadOptim = v);
         F<string>(flags, "--dump-tensors", "At step 1 write input_ids.npy, labels.npy, loss.npy and grad.<name>.npy into DIR.", (s, v) => s.DumpTensors = v);
@@ -108,22 +109,11 @@ static class FinetuneCommands
         cmd.Options.Add(preset); cmd.Options.Add(outDir); cmd.Options.Add(seed);
         cmd.SetAction(r =>
         {
-            long n = InitDemoModel(r.GetValue(outDir)!, r.GetValue(preset)!, r.GetValue(seed), out int vocab);
+            long n = InternVLPresets.WriteShapesDemoModel(r.GetValue(outDir)!, r.GetValue(preset)!, r.GetValue(seed), out int vocab);
             Console.WriteLine($"init: {n:N0} parameters, vocabulary {vocab}, written to {r.GetValue(outDir)}");
             return 0;
         });
         return cmd;
-    }
-
-    /// <summary>Tokenizer of the shapes corpus, then random weights of <paramref name="preset"/> with that vocabulary.</summary>
-    public static long InitDemoModel(string dir, string preset, ulong seed, out int vocab)
-    {
-        var g = InternVLPresets.Named(preset);
-        vocab = TinyTokenizer.Write(dir, ShapesDataset.CorpusTexts());
-        var tok = Qwen2Tokenizer.FromDirectory(dir);
-        int bos = tok.TokenToId("<|endoftext|>") ?? 0;
-        int eos = tok.TokenToId("<|im_end|>") ?? throw new InvalidDataException("init: the tokenizer has no <|im_end|>");
-        return InternVLPresets.WriteRandomModel(dir, g, vocab, bos, eos, seed);
     }
 
     // ---------------------------------------------------------------- export
@@ -186,7 +176,7 @@ static class FinetuneCommands
         Console.WriteLine($"demo: working in {dir}");
         var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed);
         Console.WriteLine($"demo: {trainN} training and {valN} held-out shape questions in {dataDir} ({clock.Elapsed.TotalSeconds:F0} s)");
-        long n = InitDemoModel(modelDir, "demo", seed, out int vocab);
+        long n = InternVLPresets.WriteShapesDemoModel(modelDir, "demo", seed, out int vocab);
         Console.WriteLine($"demo: random InternVL model with {n:N0} parameters, vocabulary {vocab}, in {modelDir}");
 
         var settings = new FinetuneSettings

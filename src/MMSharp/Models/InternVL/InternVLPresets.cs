@@ -3,7 +3,9 @@ using System.Text.Json.Nodes;
 using MMSharp.Engine;
 using MMSharp.Engine.Autograd;
 using MMSharp.Engine.IO;
+using MMSharp.Data;
 using MMSharp.NN;
+using MMSharp.Text;
 
 namespace MMSharp.Models.InternVL;
 
@@ -141,5 +143,19 @@ public static class InternVLPresets
         File.WriteAllText(Path.Combine(outDir, "config.json"), text);
         InternVLExport.WriteGenerationConfig(outDir, bosId, eosId);
         return model.NumParameters();
+    }
+
+    /// <summary>
+    /// <c>mmsharp init</c>: a tokenizer of the shapes corpus (<see cref="TinyTokenizer"/>), then random weights of
+    /// <paramref name="preset"/> with that vocabulary (bos = &lt;|endoftext|&gt;, eos = &lt;|im_end|&gt;). Returns the parameter count.
+    /// </summary>
+    public static long WriteShapesDemoModel(string dir, string preset, ulong seed, out int vocab)
+    {
+        var g = Named(preset);
+        vocab = TinyTokenizer.Write(dir, ShapesDataset.CorpusTexts());
+        var tok = Qwen2Tokenizer.FromDirectory(dir);
+        int bos = tok.TokenToId("<|endoftext|>") ?? 0;
+        int eos = tok.TokenToId("<|im_end|>") ?? throw new InvalidDataException("init: the tokenizer has no <|im_end|>");
+        return WriteRandomModel(dir, g, vocab, bos, eos, seed);
     }
 }

@@ -3,12 +3,11 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using MMSharp.Data;
 using MMSharp.Engine;
-using MMSharp.Models.InternVL;
 using MMSharp.Text;
 using MMSharp.Training;
 using TrainLossReduction = MMSharp.Training.LossReduction;
 
-namespace MMSharp.Cli;
+namespace MMSharp.Models.InternVL;
 
 /// <summary>
 /// Every setting of <c>mmsharp finetune</c>. The JSON names (kebab case, as the flags without "--") are those of
@@ -49,6 +48,7 @@ public sealed record FinetuneSettings
     public int SaveTotalLimit { get; set; }
     public bool NoSaveOptim { get; set; }
     public bool Resume { get; set; }
+    public int? StopAfterStep { get; set; }
     public bool NoLoadOptim { get; set; }
     public string? DumpTensors { get; set; }
     public int MaxSeqLength { get; set; } = 8192;
@@ -123,7 +123,7 @@ public static class FinetuneRunner
             MaxGradNorm = s.MaxGradNorm, Seed = s.Seed, LogInterval = s.LogInterval, SaveInterval = s.SaveInterval,
             SaveTotalLimit = s.SaveTotalLimit, SaveOptimizer = !s.NoSaveOptim, EvalInterval = s.EvalInterval,
             EvalIters = Math.Max(1, Math.Min(s.EvalIters, data.ValCount == 0 ? 1 : (data.ValCount + s.MicroBatchSize - 1) / s.MicroBatchSize)),
-            Resume = s.Resume, LoadOptimizer = !s.NoLoadOptim, DumpTensorsDirectory = s.DumpTensors,
+            Resume = s.Resume, StopAfterStep = s.StopAfterStep, LoadOptimizer = !s.NoLoadOptim, DumpTensorsDirectory = s.DumpTensors,
             ShowProgress = !s.NoProgress, TensorBoard = !s.NoTensorboard,
         };
         var runConfig = spec.ToJson();
