@@ -7,4 +7,5 @@ root.Subcommands.Add(FinetuneCommands.Finetune());
 root.Subcommands.Add(FinetuneCommands.Init());
 root.Subcommands.Add(FinetuneCommands.Export());
 root.Subcommands.Add(FinetuneCommands.Demo());
+root.Subcommands.Add(DataCommands.Build());
 return root.Parse(args).Invoke();

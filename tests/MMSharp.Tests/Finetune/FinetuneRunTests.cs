@@ -57,3 +57,30 @@ public sealed class FinetuneRunTests(ITestOutputHelper output)
         Assert.DoesNotContain(reloaded.NamedParameters(), x => x.Name.Contains("lora_"));
     }
 }
+
+/// <summary>--config FILE.json: kebab-case option names, unknown names rejected.</summary>
+public sealed class FinetuneConfigTests
+{
+    [Fact]
+    public void Config_ReadsKebabCaseOptions()
+    {
+        using var tmp = new IO.TempDir();
+        File.WriteAllText(tmp.File("c.json"), "{ \"lr\": 2e-5, \"freeze-vision\": true, \"lora-llm\": 16, \"loss-reduction\": \"square\", // comment\n \"max-steps\": 7, }");
+        var s = FinetuneSettings.Load(tmp.File("c.json"));
+        Assert.Equal(2e-5, s.Lr);
+        Assert.True(s.FreezeVision);
+        Assert.Equal(16, s.LoraLlm);
+        Assert.Equal("square", s.LossReduction);
+        Assert.Equal(7, s.MaxSteps);
+        Assert.Equal(0.05, s.WeightDecay);  // defaults kept
+    }
+
+    [Fact]
+    public void Config_ThrowsNamingTheField_WhenUnknown()
+    {
+        using var tmp = new IO.TempDir();
+        File.WriteAllText(tmp.File("c.json"), "{ \"learning-rate\": 2e-5 }");
+        var e = Assert.Throws<ArgumentException>(() => FinetuneSettings.Load(tmp.File("c.json")));
+        Assert.Contains("learning-rate", e.Message);
+    }
+}

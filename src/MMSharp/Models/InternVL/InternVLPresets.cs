@@ -60,7 +60,7 @@ public static class InternVLPresets
             ["dropout"] = 0.0,
             ["attention_dropout"] = 0.0,
             ["drop_path_rate"] = g.DropPathRate,
-            ["initializer_factor"] = 0.1,
+            ["initializer_factor"] = 1.0,
             ["initializer_range"] = 0.02,
             ["hidden_size"] = g.VitHidden,
             ["num_hidden_layers"] = g.VitLayers,
@@ -120,6 +120,14 @@ public static class InternVLPresets
             if (normWeights.Contains(p)) t = Tensor.Full(p.Shape, 1f);
             else if (local is "ls1" or "ls2") t = Tensor.Full(p.Shape, layerScale);
             else if (local == "bias") t = Tensor.Zeros(p.Shape);
+            else if (p.Shape.Length >= 2 && (name.StartsWith("vision_model.encoder.", StringComparison.Ordinal)
+                     || name.StartsWith("vision_model.embeddings.patch_embedding.", StringComparison.Ordinal) || name.StartsWith("mlp1.", StringComparison.Ordinal)))
+            {
+                // PyTorch's default Linear/Conv init (kaiming_uniform a=√5: U(±1/√fan_in)), which the ViT and projector
+                // keep (no _init_weights override); N(0, 0.02²) here makes every tile's features nearly equal
+                float bound = 1f / MathF.Sqrt(p.NumEl / p.Shape[0]);
+                t = Tensor.RandUniform(p.Shape, seed * 0x9E3779B97F4A7C15UL + k, -bound, bound);
+            }
             else t = Tensor.RandN(p.Shape, seed * 0x9E3779B97F4A7C15UL + k, std);
             p.Set(t);
             t.Dispose();
@@ -138,7 +146,7 @@ public static class InternVLPresets
         string text = json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         var config = InternVLChatConfig.Parse(text, Path.Combine(outDir, "config.json"));
         using var model = new InternVLChatModel(config, DType.F32);
-        InitRandom(model, seed);
+        InitRandom(model, seed, layerScale: 1f);
         SafeTensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), model.StateDict(), new Dictionary<string, string> { ["format"] = "pt" });
         File.WriteAllText(Path.Combine(outDir, "config.json"), text);
         InternVLExport.WriteGenerationConfig(outDir, bosId, eosId);
