@@ -167,8 +167,8 @@ static class FinetuneCommands
 
     static class DemoDefaults
     {
-        public const int Train = 4000, Steps = 300, Batch = 16;
-        public const double Lr = 3e-3;
+        public const int Train = 8000, Steps = 2000, Batch = 16;
+        public const double Lr = 1e-3;
     }
 
     static int RunDemo(string? dir, ulong seed, int trainN, int valN, int steps, int batch, double lr, int maxCount, string[] kinds)
