@@ -9,16 +9,26 @@ namespace MMSharp.Bench;
 /// <summary>
 /// y[M, N] = x[M, K] W^T with W[N, K] as stored in a checkpoint (fp32, or bf16 = "bf16w" with fp32
 /// activations), ours vs OpenBLAS cblas_sgemm(NoTrans, Trans) on the same (for bf16w: widened) data.
-/// GFLOP/s = 2 M N K / time, median of repetitions after a warm-up, the two libraries alternating.
-/// For M = 1 a second line gives the weight bytes streamed per second (compare with `bandwidth`).
+/// GFLOP/s = 2 M N K / time, median of repetitions after a warm-up, the two libraries in alternating blocks.
+/// For M = 1 a second line gives the weight bytes streamed per second and its fraction of the copy bandwidth
+/// (see <see cref="BandwidthBench"/>) measured right after.
 /// </summary>
 static unsafe class GemmBench
 {
     static readonly int[] Ms = [1, 16, 256, 1024, 2048];
     static readonly (int K, int N)[] Shapes = [(896, 896), (896, 4864), (4864, 896), (1024, 3072), (3584, 3584), (3584, 18944)];
 
+    /// <summary>Time with the calling thread's CPU clock instead of the wall clock (for tuning single-threaded
+    /// kernels on a busy machine: time slices lost to other processes do not count).</summary>
+    static bool _cpuClock;
+
+    [StructLayout(LayoutKind.Sequential)] struct TimeSpec { public long Sec, NSec; }
+    [DllImport("libc", EntryPoint = "clock_gettime")] static extern int ClockGetTime(int clock, out TimeSpec ts);
+    const int ClockThreadCpuTime = 3;
+
     public static void Run(Options opts)
     {
+        _cpuClock = opts.Get("clock") == "cpu";
         if (opts.Get("path") is string path)
         {
             // internal switch of the library (the bench is not a friend assembly), for comparing SIMD paths
@@ -67,7 +77,11 @@ static unsafe class GemmBench
                 double gOurs = flop / tOurs / 1e9, gBlas = flop / tBlas / 1e9;
                 Console.WriteLine($"gemm dtype={dtype} M={M} K={K} N={N} threads={threads} ours={gOurs:F1} openblas={gBlas:F1} ratio={gOurs / gBlas:F2}");
                 if (M == 1)
-                    Console.WriteLine($"gemv dtype={dtype} M=1 K={K} N={N} threads={threads} weight_gbs={wCount * (bf16 ? 2 : 4) / tOurs / 1e9:F1}");
+                {
+                    // the decode target: weight bytes streamed per second against the copy bandwidth measured right now
+                    double weightGBs = wCount * (bf16 ? 2 : 4) / tOurs / 1e9, copyGBs = BandwidthBench.CopyGBs(threads);
+                    Console.WriteLine($"gemv dtype={dtype} M=1 K={K} N={N} threads={threads} weight_gbs={weightGBs:F1} copy_gbs={copyGBs:F1} fraction={weightGBs / copyGBs:F2}");
+                }
             }
         }
         finally
@@ -77,23 +91,40 @@ static unsafe class GemmBench
         }
     }
 
-    /// <summary>Median seconds of each, alternating so both see the same machine load; reps scale with the size.</summary>
+    /// <summary>
+    /// Median seconds of each. The two run in alternating blocks (3 rounds of ours x r, OpenBLAS x r) with a
+    /// pause before each block: both libraries keep idle worker threads spinning for a while after a call
+    /// (OpenBLAS for up to ~0.1 s), and on a 2-core machine a spinning thread of one would steal a core from
+    /// the other if single calls alternated.
+    /// </summary>
     static (double, double) TimePair(Action a, Action b, double flop)
     {
-        a(); b(); // warm-up (JIT, page faults, packing buffers)
-        int reps = (int)Math.Clamp(3e10 / flop, 5, 201);
+        int reps = (int)Math.Clamp(1e10 / flop, 2, 67);
         var ta = new List<double>(); var tb = new List<double>();
-        var sw = Stopwatch.StartNew();
-        for (int r = 0; r < reps; r++)
+        for (int round = 0; round < 3; round++)
         {
-            ta.Add(Time(a)); tb.Add(Time(b));
-            if (r >= 4 && sw.Elapsed.TotalSeconds > 6) break;
+            Block(a, reps, ta);
+            Block(b, reps, tb);
         }
         return (BandwidthBench.Median(ta), BandwidthBench.Median(tb));
     }
 
+    static void Block(Action f, int reps, List<double> times)
+    {
+        Thread.Sleep(150);
+        f(); // warm-up: JIT, page faults, packing buffers, waking the other threads
+        for (int r = 0; r < reps; r++) times.Add(Time(f));
+    }
+
     static double Time(Action f)
     {
+        if (_cpuClock)
+        {
+            ClockGetTime(ClockThreadCpuTime, out var c0);
+            f();
+            ClockGetTime(ClockThreadCpuTime, out var c1);
+            return (c1.Sec - c0.Sec) + (c1.NSec - c0.NSec) * 1e-9;
+        }
         long t0 = Stopwatch.GetTimestamp();
         f();
         return (Stopwatch.GetTimestamp() - t0) / (double)Stopwatch.Frequency;

@@ -1,9 +1,12 @@
 using MMSharp.Bench;
 
 // Benchmarks, one line of numbers per case. Usage:
-//   mmsharp-bench gemm [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T] [--path avx512|avx2|scalar]
+//   mmsharp-bench gemm [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T] [--path avx512|avx2|scalar] [--clock cpu]
 //   mmsharp-bench bandwidth [--threads T]
 //   mmsharp-bench attention [--threads T] [--t 1024] [--d 64] [--reps 5]
+//   mmsharp-bench gemv-stream [--k 896] [--threads 1,2]
+//   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24] [--attention decode,tiled]
+// --clock cpu times single-threaded cases with the thread's CPU clock (tuning on a busy machine).
 // Comparisons are ratios measured side by side in one run (ours and OpenBLAS alternate per repetition).
 var opts = Options.Parse(args.Skip(1).ToArray());
 switch (args.FirstOrDefault())
@@ -11,8 +14,10 @@ switch (args.FirstOrDefault())
     case "gemm": GemmBench.Run(opts); break;
     case "bandwidth": BandwidthBench.Run(opts); break;
     case "attention": AttentionBench.Run(opts); break;
+    case "decode-profile": DecodeProfile.Run(opts); break;
+    case "gemv-stream": GemvStreamBench.Run(opts); break;
     default:
-        Console.Error.WriteLine("usage: mmsharp-bench gemm|bandwidth|attention [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T]");
+        Console.Error.WriteLine("usage: mmsharp-bench gemm|bandwidth|attention|decode-profile|gemv-stream [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T]");
         Environment.Exit(2);
         break;
 }

@@ -1,17 +1,7 @@
 using MMSharp.Engine;
+using MMSharp.Training;
 
 namespace MMSharp.Data;
-
-/// <summary>Per-token loss weighting (<c>--loss-reduction</c>, spec internvl.md 6.6).</summary>
-public enum LossReduction
-{
-    /// <summary>Every supervised token weighs 1 (mean over tokens).</summary>
-    Token,
-    /// <summary>1 / n_eff per token: every sample weighs the same.</summary>
-    Sample,
-    /// <summary>1 / sqrt(n_eff) per token.</summary>
-    Square,
-}
 
 /// <summary>
 /// A micro-batch of B rows of T tokens (row-major [B, T] arrays), ready for the model: ids, labels (-100 = no loss),
@@ -38,6 +28,8 @@ public sealed record Batch(int B, int T, long[] InputIds, long[] Labels, long[] 
     public Tensor AttentionMaskTensor() => Tensor.FromArray(AttentionMask, [B, T]);
     /// <summary>F32 [B, T] loss weights.</summary>
     public Tensor LossWeightsTensor() => Tensor.FromArray(LossWeights, [B, T]);
+    /// <summary>I64 [tiles]: 1 for real tiles, 0 for the dummy tile of text-only samples (<c>image_flags</c>).</summary>
+    public Tensor ImageFlagsTensor() => Tensor.FromArray(Array.ConvertAll(ImageFlags, f => (long)f), [TileCount]);
     /// <summary>F32 [tiles, 3, S, S].</summary>
     public Tensor PixelValuesTensor() => Tensor.FromArray(PixelValues, [TileCount, 3, ImageSize, ImageSize]);
 }
@@ -45,15 +37,6 @@ public sealed record Batch(int B, int T, long[] InputIds, long[] Labels, long[] 
 /// <summary>Builds <see cref="Batch"/>es: padding to the longest sample, or packing several samples into one row.</summary>
 public static class Collator
 {
-    /// <summary><c>len2weight(n_eff)</c>: token 1, sample 1/n, square 1/sqrt(n), 0 when n = 0.</summary>
-    public static float Len2Weight(int nEff, LossReduction reduction) => nEff == 0 ? 0f : reduction switch
-    {
-        LossReduction.Token => 1f,
-        LossReduction.Sample => 1f / nEff,
-        LossReduction.Square => (float)(1.0 / Math.Sqrt(nEff)),
-        _ => throw new ArgumentOutOfRangeException(nameof(reduction)),
-    };
-
     /// <summary>
     /// One row per sample, right-padded to the longest (rounded up to <paramref name="padToMultipleOf"/>): ids with
     /// <paramref name="padId"/>, labels -100, attention mask 0, position ids 0, segment id -1, loss weight 0.
@@ -102,7 +85,7 @@ public static class Collator
             {
                 var s = rows[b][k];
                 ordered.Add(s);
-                float w = Len2Weight(s.SupervisedTokens, reduction);
+                float w = (float)LossWeighting.Len2Weight(s.SupervisedTokens, reduction);   // torch keeps the Python float in float32
                 for (int t = 0; t < s.Length; t++, at++)
                 {
                     ids[at] = s.InputIds[t]; labels[at] = s.Labels[t]; mask[at] = 1; pos[at] = t; seg[at] = k;

@@ -1,3 +1,5 @@
+using MMSharp.Training;
+using System.Text.Json.Nodes;
 using MMSharp.Engine;
 
 namespace MMSharp.Data;
@@ -105,4 +107,37 @@ public sealed class StreamingDataLoader(StreamingJsonlReader reader, SampleBuild
         }
         return collate.Collate(samples);
     }
+}
+
+/// <summary>
+/// Validation batches for the trainer: records in order, bad ones reported and skipped, wrapping at the end. The state is the
+/// next record index, so the trainer can save it, evaluate <c>--eval-iters</c> batches and restore it (same batches every time).
+/// </summary>
+public sealed class SequentialBatchSource(IRecordSource source, SampleBuilder builder, int microBatchSize, CollateOptions collate, DataReport report)
+    : IBatchSource<Batch>
+{
+    private int _next;
+
+    /// <inheritdoc/>
+    public Batch Next()
+    {
+        if (source.Count == 0) throw new InvalidOperationException("validation data is empty");
+        var samples = new List<TrainingSample>(microBatchSize);
+        int misses = 0;
+        while (samples.Count < microBatchSize)
+        {
+            var line = source.Read(_next);
+            var s = builder.TryBuild(line, source.Datasets[line.DatasetIndex], report, (ulong)_next);
+            _next = (_next + 1) % source.Count;
+            if (s != null) { samples.Add(s); misses = 0; }
+            else if (++misses > source.Count) throw new InvalidDataException($"data: every validation record is bad\n{report}");
+        }
+        return collate.Collate(samples);
+    }
+
+    /// <inheritdoc/>
+    public JsonNode GetState() => new JsonObject { ["next"] = _next };
+
+    /// <inheritdoc/>
+    public void SetState(JsonNode state) => _next = state["next"]!.GetValue<int>();
 }

@@ -1,4 +1,6 @@
+using MMSharp.Training;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using MMSharp.Text;
 
 namespace MMSharp.Data;
@@ -47,7 +49,7 @@ public sealed record DataState(long ConsumedSamples, StreamPosition? Stream)
 /// The training data of a run, wired from <see cref="DataOptions"/>: indexed (seeded shuffle, optional length grouping) or
 /// streaming loading, padding or packing, the validation data, the bad-record report, and the resumable position.
 /// </summary>
-public sealed class TrainingData : IDisposable
+public sealed class TrainingData : IBatchSource<Batch>, IDisposable
 {
     private readonly DataOptions _options;
     private readonly SampleBuilder _builder;
@@ -123,6 +125,19 @@ public sealed class TrainingData : IDisposable
         if (_loader != null) _loader.ConsumedSamples = state.ConsumedSamples;
         else OpenStream(state.Stream ?? throw new ArgumentException("TrainingData.Restore: the checkpoint has no stream position but the run streams"));
     }
+
+    /// <inheritdoc/>
+    public Batch Next() => NextBatch();
+
+    /// <inheritdoc/>
+    public JsonNode GetState() => JsonNode.Parse(State.ToJson())!;
+
+    /// <inheritdoc/>
+    public void SetState(JsonNode state) => Restore(DataState.FromJson(state.ToJsonString()));
+
+    /// <summary>The validation data as the trainer's batch source (null when there is none).</summary>
+    public IBatchSource<Batch>? Validation => _val == null ? null : _validation ??= new SequentialBatchSource(_val, _builder, _options.MicroBatchSize, _collate, Report);
+    private SequentialBatchSource? _validation;
 
     /// <summary>Validation micro-batches in file order (<c>--eval-iters</c> limits them).</summary>
     public IEnumerable<Batch> ValidationBatches(int? maxBatches = null) =>

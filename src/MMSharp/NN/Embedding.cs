@@ -14,7 +14,11 @@ public sealed class Embedding : Module
         Weight = RegisterParameter("weight", [numEmbeddings, dim], dtype);
 
     /// <summary>ids [...] (I64 or I32) -> F32 [..., dim].</summary>
-    public Tensor Forward(Tensor ids) => Ops.Embedding(ids, Weight);
+    public Tensor Forward(Tensor ids)
+    {
+        using var _ = Profiler.Time(ProfileCategory.Embedding);
+        return Ops.Embedding(ids, Weight);
+    }
 
     public override string ToString() => $"Embedding({NumEmbeddings}, {Dim}, {Weight.DType})";
 }

@@ -38,7 +38,8 @@ public sealed class Linear : Module
     /// <summary>y = x Wᵀ + b, plus the adapter's (alpha/r)·B·A·dropout(x) when one is attached.</summary>
     public Tensor Forward(Tensor x)
     {
-        var y = Ops.Linear(x, Weight, Bias?.Data);
+        Tensor y;
+        using (Profiler.Time(ProfileCategory.Linear)) y = Ops.Linear(x, Weight, Bias?.Data);
         if (Lora == null) return y;
         using (y)
         using (var delta = Lora.Forward(x))

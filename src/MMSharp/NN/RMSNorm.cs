@@ -22,7 +22,11 @@ public sealed class RMSNorm : Module, INormLayer
         Weight = RegisterParameter("weight", [dim], dtype);
     }
 
-    public Tensor Forward(Tensor x) => Ops.RmsNorm(x, Weight, Eps);
+    public Tensor Forward(Tensor x)
+    {
+        using var _ = Profiler.Time(ProfileCategory.Norm);
+        return Ops.RmsNorm(x, Weight, Eps);
+    }
 
     public override string ToString() => $"RMSNorm({Dim}, eps={Eps})";
 }

@@ -1,3 +1,4 @@
+using MMSharp.Training;
 using MMSharp.Data;
 
 namespace MMSharp.Tests.Data;
@@ -30,6 +31,10 @@ public class BatchingTests
         Assert.Equal(2f, b.PixelValues[12]);   // second sample's tiles follow the first's
         using var t = b.InputIdsTensor();
         Assert.Equal([3, 7], t.Shape);
+        using var px = b.PixelValuesTensor();
+        Assert.Equal([4, 3, 2, 2], px.Shape);
+        using var flags = b.ImageFlagsTensor();
+        Assert.Equal([4], flags.Shape);
         Assert.Equal(8, Collator.Pad([Sample(5, 2)], 0, padToMultipleOf: 8).T);
     }
 
@@ -58,7 +63,7 @@ public class BatchingTests
         var b = Collator.Pack([Sample(6, 4, tag: 1), Sample(5, 1, tag: 2)], 100, 0, r);
         float w4 = r switch { LossReduction.Token => 1, LossReduction.Sample => 0.25f, _ => 0.5f };
         Assert.Equal([0, 0, w4, w4, w4, w4, 0, 0, 0, 0, 1], b.LossWeights);
-        Assert.Equal(0f, Collator.Len2Weight(0, r));
+        Assert.Equal(0.0, LossWeighting.Len2Weight(0, r));
     }
 
     [Fact]

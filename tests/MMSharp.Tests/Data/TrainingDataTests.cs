@@ -29,9 +29,9 @@ public class TrainingDataTests
         var all = Enumerable.Range(0, 14).Select(_ => a.NextBatch()).ToList();   // crosses an epoch (40 records, 10 batches)
         using var b = TrainingData.Open(Options(streaming, group, pack), DataTestUtil.Tokenizer);
         for (int i = 0; i < 6; i++) b.NextBatch();
-        var state = DataState.FromJson(b.State.ToJson());
+        var state = System.Text.Json.Nodes.JsonNode.Parse(b.GetState().ToJsonString())!;   // as a checkpoint stores it
         using var c = TrainingData.Open(Options(streaming, group, pack), DataTestUtil.Tokenizer);
-        c.Restore(state);
+        c.SetState(state);
         for (int i = 6; i < 14; i++)
         {
             var x = c.NextBatch();
@@ -54,5 +54,16 @@ public class TrainingDataTests
         Assert.Equal(6, file.ValCount);
         Assert.Equal([4, 2], file.ValidationBatches().Select(b => b.B));
         Assert.Throws<ArgumentException>(() => TrainingData.Open(Options(streaming: true, valRate: 0.1), DataTestUtil.Tokenizer));
+
+        // The trainer's protocol: save, evaluate some batches, restore -> the same batches next time; wraps at the end.
+        var val = file.Validation!;
+        var start = val.GetState();
+        var first = new[] { val.Next(), val.Next() };
+        Assert.Equal(["val_000004", "val_000005", "val_000000", "val_000001"],
+            first[1].Samples.Select(x => x.Source.Line).Select(l => $"val_{l - 1:D6}"));   // 6 records, batches of 4: wraps
+        val.SetState(start);
+        Assert.Equal(first[0].InputIds, val.Next().InputIds);
+        Assert.Equal(first[1].InputIds, val.Next().InputIds);
+        Assert.Null(TrainingData.Open(Options(), DataTestUtil.Tokenizer).Validation);
     }
 }

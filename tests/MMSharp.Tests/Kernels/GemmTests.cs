@@ -84,7 +84,7 @@ public sealed unsafe class GemmTests
         new (int m, int n, int k)[]
         {
             (1, 1, 1), (1, 7, 17), (2, 33, 16), (3, 5, 40), (7, 17, 33), (14, 32, 16), (15, 33, 17), (16, 64, 48),
-            (17, 50, 100), (29, 65, 200), (6 * 16 + 7, 97, 7), (100, 129, 385), (33, 1, 70), (1, 300, 257),
+            (8, 48, 16), (9, 49, 130), (17, 50, 100), (29, 65, 200), (6 * 16 + 7, 97, 7), (100, 129, 385), (33, 1, 70), (1, 300, 257),
         }.Select(s => new object[] { s.m, s.n, s.k });
 
     [Theory]
@@ -117,6 +117,8 @@ public sealed unsafe class GemmTests
     [InlineData(70, 300, 450)]
     [InlineData(3, 8300, 20)]
     [InlineData(256, 129, 64)]
+    [InlineData(40, 1000, 150)]
+    [InlineData(300, 700, 400)]
     public void Sgemm_MatchesReference_AcrossCacheBlocks(int m, int n, int k)
     {
         foreach (bool aT in new[] { false, true })

@@ -91,10 +91,16 @@ internal static unsafe class GemmPack
             int p = 0;
             if (bRow == 1 && Vec512 && nr % 16 == 0)
             {
-                // B = W^T with W rows contiguous along k: transpose 16 columns x 16 k at a time
-                for (; p + 16 <= kc; p += 16)
-                    for (int s = 0; s < nr; s += 16)
-                        Transpose16<TE>(Offset<TE>(b, colBase + s * bCol + p), bCol, Math.Clamp(cols - s, 0, 16), dst + p * nr + s, nr);
+                // B = W^T with W rows contiguous along k: transpose 16 columns x 16 k at a time, walking
+                // along k for one group of 16 W rows at a time (16 sequential streams for the prefetcher)
+                int kFull = kc & ~15;
+                for (int s = 0; s < nr; s += 16)
+                {
+                    void* rows = Offset<TE>(b, colBase + s * bCol);
+                    int n16 = Math.Clamp(cols - s, 0, 16);
+                    for (int q = 0; q < kFull; q += 16) Transpose16<TE>(Offset<TE>(rows, q), bCol, n16, dst + q * nr + s, nr);
+                }
+                p = kFull;
             }
             else if (bCol == 1 && cols == nr && Vec512 && nr % 16 == 0)
             {

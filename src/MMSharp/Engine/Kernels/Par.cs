@@ -24,13 +24,18 @@ public static class Par
     /// <summary>How long an idle worker polls for the next job before it sleeps.</summary>
     public static int SpinMicroseconds { get; set; } = 200;
 
-    // current job (written under StartGate before the generation is bumped)
-    static Action<int>? _body;
-    static int _count;
-    static int _next;
-    static int _pending;
-    static int _activeWorkers;
-    static Exception? _error;
+    /// <summary>One Par.For call. Workers that wake late find every item claimed and leave without touching the
+    /// next job, so the caller waits only for items to finish, never for a descheduled worker to show up.</summary>
+    sealed class Job(Action<int> body, int count)
+    {
+        public readonly Action<int> Body = body;
+        public readonly int Count = count;
+        public int Next;
+        public int Pending = count;
+        public Exception? Error;
+    }
+
+    static Job? _current;
 
     static int DefaultThreads()
     {
@@ -95,22 +100,20 @@ public static class Par
                 w.Wake.Wait();
             }
             seen = job;
-            RunItems();
-            Interlocked.Decrement(ref _activeWorkers);
+            var current = Volatile.Read(ref _current);
+            if (current != null) RunItems(current);
         }
     }
 
-    static void RunItems()
+    static void RunItems(Job job)
     {
-        var body = _body!;
-        int n = _count;
         while (true)
         {
-            int i = Interlocked.Increment(ref _next) - 1;
-            if (i >= n) break;
-            try { body(i); }
-            catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
-            Interlocked.Decrement(ref _pending);
+            int i = Interlocked.Increment(ref job.Next) - 1;
+            if (i >= job.Count) break;
+            try { job.Body(i); }
+            catch (Exception e) { Interlocked.CompareExchange(ref job.Error, e, null); }
+            Interlocked.Decrement(ref job.Pending);
         }
     }
 
@@ -127,12 +130,8 @@ public static class Par
         lock (StartGate)
         {
             EnsureWorkers(threads - 1);
-            _body = body;
-            _count = count;
-            _next = 0;
-            _error = null;
-            Volatile.Write(ref _pending, count);
-            Volatile.Write(ref _activeWorkers, threads - 1);
+            var job = new Job(body, count);
+            Volatile.Write(ref _current, job);
             for (int i = 0; i < threads - 1; i++)
             {
                 var w = _workers[i];
@@ -140,14 +139,12 @@ public static class Par
                 if (Interlocked.Exchange(ref w.Sleeping, 0) == 1) w.Wake.Release();
             }
             _inside = true;
-            try { RunItems(); }
+            try { RunItems(job); }
             finally { _inside = false; }
             var spin = new SpinWait();
-            // wait until every participating worker has also left RunItems, so the next job can reuse the fields
-            while (Volatile.Read(ref _pending) > 0 || Volatile.Read(ref _activeWorkers) > 0) spin.SpinOnce(-1);
-            _body = null;
-            var err = _error;
-            if (err != null) throw new AggregateException("a parallel work item failed", err);
+            while (Volatile.Read(ref job.Pending) > 0) spin.SpinOnce(-1);
+            Volatile.Write(ref _current, null);
+            if (job.Error != null) throw new AggregateException("a parallel work item failed", job.Error);
         }
     }
 

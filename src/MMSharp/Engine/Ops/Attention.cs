@@ -40,6 +40,11 @@ public static unsafe partial class Ops
         foreach (var t in new[] { q, k, v })
             if (!t.DType.IsFloat()) throw new ArgumentException($"{op}: {t.Describe()} is not a float tensor");
 
+        if (DecodeAttention.Enabled && Tq <= DecodeAttention.MaxQueries && mask == null && keyLengths == null && keyValid == null && segmentIds == null
+            && k.DType == DType.F32 && v.DType == DType.F32 && k.Strides[3] == 1 && v.Strides[3] == 1
+            && !Tensor.AnyRequiresGrad(q, k, v))
+            return DecodeAttentionForward(q, k, v, causal, scale ?? 1f / MathF.Sqrt(D));
+
         using var masks = AttentionMasks.Build(op, B, Hq, Tq, Tk, mask, keyLengths, keyValid, segmentIds);
         using var qc = ContiguousF32(q, op);
         using var kc = ContiguousF32(k, op);
@@ -72,6 +77,20 @@ public static unsafe partial class Ops
             });
         }
         else lse.Dispose();
+        return o;
+    }
+
+    /// <summary>
+    /// Inference with a few queries (decoding): K and V are read in place through their strides (a narrowed KV cache
+    /// is not copied), see <see cref="DecodeAttention"/>.
+    /// </summary>
+    static Tensor DecodeAttentionForward(Tensor q, Tensor k, Tensor v, bool causal, float scale)
+    {
+        int B = q.Shape[0], Hq = q.Shape[1], Tq = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], Tk = k.Shape[2];
+        using var qc = ContiguousF32(q, "ScaledDotProductAttention");
+        var o = Tensor.Empty([B, Hq, Tq, D]);
+        DecodeAttention.Forward(B, Hq, Hkv, Tq, Tk, D, scale, causal, qc.F32Ptr,
+            k.F32Ptr, k.Strides[0], k.Strides[1], k.Strides[2], v.F32Ptr, v.Strides[0], v.Strides[1], v.Strides[2], o.F32Ptr);
         return o;
     }
 

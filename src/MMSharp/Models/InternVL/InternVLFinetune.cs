@@ -98,7 +98,7 @@ public static class FinetuneRunner
         {
             Data = dataPath, ValData = s.ValData, ValRate = s.ValRate, Seed = s.Seed, MicroBatchSize = s.MicroBatchSize,
             MaxSamples = s.MaxSamples, Streaming = s.Streaming, GroupByLength = s.GroupByLength, GroupSize = plan.MicroSteps,
-            LossReduction = Enum.Parse<Data.LossReduction>(s.LossReduction, ignoreCase: true),
+            LossReduction = reduction,
             Builder = new SampleBuilderOptions
             {
                 ImageSize = cfg.ImageSize, NumImageToken = perTile, DynamicImageSize = cfg.DynamicImageSize,

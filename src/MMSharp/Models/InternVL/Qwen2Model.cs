@@ -57,16 +57,27 @@ public sealed class Qwen2Attention : Module
         using var vFlat = VProj.Forward(x);
         using var v4 = Ops.Reshape(vFlat, B, T, nKV, hd);
         using var v = Ops.Transpose(v4, 1, 2);                                    // [B, nKV, T, hd]
-        using var qRot = Ops.ApplyRotary(q, cos, sin);
-        using var kRot = Ops.ApplyRotary(k, cos, sin);
+        Tensor qRot, kRot;
+        using (Profiler.Time(ProfileCategory.Rope))
+        {
+            qRot = Ops.ApplyRotary(q, cos, sin);
+            kRot = Ops.ApplyRotary(k, cos, sin);
+        }
+        using var qRotOwned = qRot;
+        using var kRotOwned = kRot;
 
         Tensor o;
-        if (cache == null) o = Ops.ScaledDotProductAttention(qRot, kRot, v, causal: true);
+        if (cache == null)
+            using (Profiler.Time(ProfileCategory.Attention))
+                o = Ops.ScaledDotProductAttention(qRot, kRot, v, causal: true);
         else
         {
-            var (kAll, vAll) = cache.Append(layer, kRot, v);                      // [B, nKV, P + T, hd]
+            Tensor kAll, vAll;
+            using (Profiler.Time(ProfileCategory.KvCache))
+                (kAll, vAll) = cache.Append(layer, kRot, v);                      // [B, nKV, P + T, hd]
             using (kAll)
             using (vAll)
+            using (Profiler.Time(ProfileCategory.Attention))
                 o = Ops.ScaledDotProductAttention(qRot, kAll, vAll, causal: true);
         }
         using (o)                                                                 // [B, nH, T, hd]
@@ -232,6 +243,7 @@ public sealed class Qwen2ForCausalLM : Module
     public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, bool lastOnly = false, ActivationTap? tap = null)
     {
         using var h = Model.Forward(inputsEmbeds, cache, tap);
+        using var _ = Profiler.Time(ProfileCategory.LmHead);
         if (!lastOnly) return LmHead.Forward(h);
         using var last = Ops.Narrow(h, 1, h.Shape[1] - 1, 1);                    // [B, 1, C]
         return LmHead.Forward(last);

@@ -1,0 +1,62 @@
+using System.Diagnostics;
+
+namespace MMSharp.Engine;
+
+/// <summary>Op families timed by <see cref="Profiler"/>.</summary>
+public enum ProfileCategory { Linear, LmHead, Attention, KvCache, Norm, Rope, Embedding, Elementwise, Sampling, Count }
+
+/// <summary>
+/// Switchable wall-clock breakdown of a forward by op family (for the decode benchmark). Off by default: a disabled
+/// <see cref="Time"/> costs one static bool read. Only the outermost timed scope counts, so an LM-head scope around
+/// a linear books the time once, to the head. Single-threaded callers only (ops are issued from one thread; their
+/// inner <c>Par</c> work is inside the timed span).
+/// </summary>
+public static class Profiler
+{
+    public static bool Enabled;
+    static readonly long[] _ticks = new long[(int)ProfileCategory.Count];
+    static readonly long[] _calls = new long[(int)ProfileCategory.Count];
+    static int _depth;
+
+    /// <summary>A scope booking its elapsed time to <paramref name="category"/> when disposed (a no-op when disabled).</summary>
+    public static Scope Time(ProfileCategory category)
+    {
+        if (!Enabled) return default;
+        return new Scope(category, _depth++ == 0 ? Stopwatch.GetTimestamp() : 0);
+    }
+
+    public static void Reset()
+    {
+        Array.Clear(_ticks);
+        Array.Clear(_calls);
+    }
+
+    /// <summary>Seconds booked to <paramref name="category"/> since the last <see cref="Reset"/>.</summary>
+    public static double Seconds(ProfileCategory category) => _ticks[(int)category] / (double)Stopwatch.Frequency;
+
+    public static long Calls(ProfileCategory category) => _calls[(int)category];
+
+    public readonly struct Scope : IDisposable
+    {
+        readonly ProfileCategory _category;
+        readonly long _start;
+        readonly bool _active;
+
+        internal Scope(ProfileCategory category, long start)
+        {
+            _category = category;
+            _start = start;
+            _active = true;
+        }
+
+        public void Dispose()
+        {
+            if (!_active) return;
+            if (--_depth == 0)
+            {
+                _ticks[(int)_category] += Stopwatch.GetTimestamp() - _start;
+                _calls[(int)_category]++;
+            }
+        }
+    }
+}
