@@ -20,6 +20,11 @@ public static class CliApp
         root.Subcommands.Add(ChatCommand.Build(io));
         root.Subcommands.Add(InferCommand.Build(io));
         root.Subcommands.Add(EvalCommand.Build(io));
+        root.Subcommands.Add(FinetuneCommands.Finetune());
+        root.Subcommands.Add(FinetuneCommands.Init());
+        root.Subcommands.Add(FinetuneCommands.Export());
+        root.Subcommands.Add(FinetuneCommands.Demo());
+        root.Subcommands.Add(DataCommands.Build());
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = io.Out, Error = io.Err, EnableDefaultExceptionHandler = false });
     }
 }

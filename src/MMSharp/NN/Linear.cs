@@ -32,10 +32,41 @@ public sealed class Linear : Module
         if (bias != null) Bias = RegisterParameter("bias", bias);
     }
 
+    /// <summary>The low-rank adapter added to this layer's output (see <see cref="LoraLinear"/>), or null.</summary>
+    public LoraAdapter? Lora { get; private set; }
+
+    /// <summary>y = x Wᵀ + b, plus the adapter's (alpha/r)·B·A·dropout(x) when one is attached.</summary>
     public Tensor Forward(Tensor x)
     {
-        using var _ = Profiler.Time(ProfileCategory.Linear);
-        return Ops.Linear(x, Weight, Bias?.Data);
+        Tensor y;
+        using (Profiler.Time(ProfileCategory.Linear)) y = Ops.Linear(x, Weight, Bias?.Data);
+        if (Lora == null) return y;
+        using (y)
+        using (var delta = Lora.Forward(x))
+            return Ops.Add(y, delta);
+    }
+
+    /// <summary>
+    /// Attaches a LoRA adapter as children <c>lora_A</c> / <c>lora_B</c>; the base <c>weight</c>/<c>bias</c> keep their names.
+    /// </summary>
+    internal LoraAdapter AttachLora(LoraAdapter adapter)
+    {
+        if (Lora != null) throw new InvalidOperationException($"{this}: already has a LoRA adapter");
+        if (adapter.InFeatures != InFeatures || adapter.OutFeatures != OutFeatures)
+            throw new ArgumentException($"{this}: adapter is {adapter.InFeatures} -> {adapter.OutFeatures}");
+        RegisterModule("lora_A", adapter.A);
+        RegisterModule("lora_B", adapter.B);
+        return Lora = adapter;
+    }
+
+    /// <summary>Removes the adapter (after <see cref="LoraLinear.Merge"/> folded it into <see cref="Weight"/>).</summary>
+    internal void DetachLora()
+    {
+        if (Lora == null) return;
+        RemoveModule("lora_A");
+        RemoveModule("lora_B");
+        Lora.Dispose();
+        Lora = null;
     }
 
     public override string ToString() => $"Linear({InFeatures} -> {OutFeatures}, bias={Bias != null}, {Weight.DType})";

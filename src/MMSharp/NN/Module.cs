@@ -86,6 +86,16 @@ public abstract class Module : IDisposable
         return b;
     }
 
+    /// <summary>Unregisters child <paramref name="name"/> (e.g. a LoRA adapter folded into its base layer); false when absent.</summary>
+    protected bool RemoveModule(string name)
+    {
+        int i = _children.FindIndex(c => c.Name == name);
+        if (i < 0) return false;
+        _children.RemoveAt(i);
+        _names.Remove(name);
+        return true;
+    }
+
     void ClaimName(string name)
     {
         if (string.IsNullOrEmpty(name) || name.Contains('.'))

@@ -221,6 +221,12 @@ public sealed class InternVisionModel : Module
     public readonly InternVisionEmbeddings Embeddings;
     public readonly InternVisionEncoder Encoder;
 
+    /// <summary>
+    /// Gradient checkpointing in training mode: each encoder layer keeps only its input and is recomputed (with the
+    /// same drop-path draws) in backward. Taps of layer internals are not reported then.
+    /// </summary>
+    public bool Recompute { get; set; }
+
     /// <summary>Receives "vit.embeddings" and "vit.layers.{i}[.attn_out|.mlp_out]" when set.</summary>
     public ActivationTap? Tap { get; set; }
 
@@ -244,7 +250,10 @@ public sealed class InternVisionModel : Module
         Tap?.Invoke("vit.embeddings", h);
         for (int i = 0; i < n; i++)
         {
-            var next = Encoder.Layers[i].Forward(h, Tap, $"vit.layers.{i}");
+            var layer = Encoder.Layers[i];
+            var next = Recompute && Training
+                ? MMSharp.Engine.Autograd.Checkpoint.Run(t => layer.Forward(t[0]), h)
+                : layer.Forward(h, Tap, $"vit.layers.{i}");
             h.Dispose();
             h = next;
         }

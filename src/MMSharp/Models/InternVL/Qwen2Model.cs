@@ -171,6 +171,9 @@ public sealed class Qwen2Model : Module
         Norm = RegisterModule("norm", new RMSNorm(c.HiddenSize, (float)c.RmsNormEps, dtype));
     }
 
+    /// <summary>Gradient checkpointing per decoder layer in training mode (without a KV cache).</summary>
+    public bool Recompute { get; set; }
+
     /// <summary>
     /// inputs_embeds [B, T, C] -> final-normed hidden states [B, T, C]. Positions are P, …, P + T − 1 with P the
     /// cache length (0 without a cache); the cache is advanced by T.
@@ -208,7 +211,12 @@ public sealed class Qwen2Model : Module
             {
                 for (int i = 0; i < Layers.Count; i++)
                 {
-                    var next = Layers[i].Forward(h, cos, sin, cache, i, tap, attentionMask);
+                    var layer = Layers[i];
+                    int li = i;
+                    // cos/sin are checkpoint inputs (saved), not captured: they are disposed before backward runs
+                    var next = Recompute && Training && cache == null && attentionMask == null
+                        ? MMSharp.Engine.Autograd.Checkpoint.Run(t => layer.Forward(t[0], t[1], t[2], null, li), h, cos, sin)
+                        : layer.Forward(h, cos, sin, cache, i, tap, attentionMask);
                     if (owned) h.Dispose();
                     (h, owned) = (next, true);
                 }
