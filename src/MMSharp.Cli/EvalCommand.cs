@@ -158,15 +158,10 @@ internal static class EvalCommand
         catch (JsonException e) { throw new CliException($"results file '{path}' is not valid JSON ({e.Message}); move it away or pick another --out"); }
     }
 
-    /// <summary>Writes to a temporary file next to the target and renames it over the target (never a half-written file).</summary>
-    static void WriteAtomically(string path, JsonArray results)
-    {
-        string full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = full + ".tmp";
-        File.WriteAllText(tmp, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
-        File.Move(tmp, full, overwrite: true);
-    }
+    /// <summary>Never a half-written file: temporary file, fsync, rename over the target.</summary>
+    static void WriteAtomically(string path, JsonArray results) =>
+        MMSharp.Engine.IO.DurableFile.WriteAllText(path, results.ToJsonString(
+            new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
 }
 
 /// <summary>A one-line text progress bar on stderr: <c>[#######.............]  35/100</c>.</summary>

@@ -25,7 +25,7 @@ public static partial class Npy
     const int GrowthAxisMaxDigits = 21;
 
     public static void Write(string path, Tensor t) =>
-        SafeTensorsWriter.AtomicWrite(path, fs => Write(fs, t));
+        DurableFile.Write(path, fs => Write(fs, t));
 
     public static unsafe void Write(Stream stream, Tensor t)
     {

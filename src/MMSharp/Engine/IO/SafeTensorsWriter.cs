@@ -106,7 +106,7 @@ public static class SafeTensorsWriter
                 w.WriteEndObject();
             }
             ms.WriteByte((byte)'\n');
-            AtomicWrite(indexPath, fs => fs.Write(ms.GetBuffer(), 0, (int)ms.Length));
+            DurableFile.Write(indexPath, fs => fs.Write(ms.GetBuffer(), 0, (int)ms.Length));
         }
         written.Add(indexPath);
         RemoveStale(directory, baseName, keep: written);
@@ -133,7 +133,7 @@ public static class SafeTensorsWriter
             .ThenBy(kv => kv.Key, StringComparer.Ordinal)
             .ToList();
         byte[] header = BuildHeader(ordered, metadata);
-        AtomicWrite(path, fs =>
+        DurableFile.Write(path, fs =>
         {
             Span<byte> len = stackalloc byte[8];
             System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
@@ -202,54 +202,6 @@ public static class SafeTensorsWriter
             c.Dispose();
         }
     }
-
-    /// <summary>Writes through <paramref name="write"/> into a temporary file, fsyncs it and renames it to <paramref name="path"/>.</summary>
-    internal static void AtomicWrite(string path, Action<FileStream> write)
-    {
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 20))
-            {
-                write(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true); // rename(2): atomic on POSIX file systems
-            SyncDirectory(dir);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
-        }
-    }
-
-    /// <summary>fsync of the directory makes the rename itself durable (POSIX); best effort, elsewhere a no-op.</summary>
-    static void SyncDirectory(string dir)
-    {
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
-        try
-        {
-            int fd = open(dir, 0 /* O_RDONLY */);
-            if (fd < 0) return;
-            fsync(fd);
-            close(fd);
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            // The file itself is already fsynced; only the rename's durability is left to the OS.
-        }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    static extern int open([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, int flags);
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    static extern int fsync(int fd);
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    static extern int close(int fd);
 
     static void RemoveStale(string directory, string baseName, List<string> keep)
     {

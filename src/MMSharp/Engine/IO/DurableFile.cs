@@ -1,13 +1,18 @@
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace MMSharp.Training;
+namespace MMSharp.Engine.IO;
 
 /// <summary>Small crash-safe file operations: write to a temporary name, fsync, rename, fsync the directory.</summary>
-internal static partial class DurableFile
+public static partial class DurableFile
 {
     /// <summary>Writes <paramref name="text"/> (UTF-8) to <paramref name="path"/> atomically and durably.</summary>
-    public static void WriteAllText(string path, string text)
+    public static void WriteAllText(string path, string text) => Write(path, fs => fs.Write(Encoding.UTF8.GetBytes(text)));
+
+    /// <summary>Writes through <paramref name="write"/> into a temporary file beside <paramref name="path"/>, fsyncs it,
+    /// renames it over <paramref name="path"/> (atomic on POSIX file systems) and fsyncs the directory; on failure the
+    /// temporary file is removed and <paramref name="path"/> is untouched.</summary>
+    public static void Write(string path, Action<FileStream> write)
     {
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full)!;
@@ -15,9 +20,9 @@ internal static partial class DurableFile
         string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 20))
             {
-                fs.Write(Encoding.UTF8.GetBytes(text));
+                write(fs);
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
