@@ -26,7 +26,7 @@ static class FinetuneCommands
 
     static Flag B(List<Flag> flags, string name, string help, Action<FinetuneSettings, bool> set) => F(flags, name, help, set);
 
-    public static Command Finetune()
+    public static Command Finetune(CliConsole io)
     {
         var flags = new List<Flag>();
         F<string>(flags, "--model", "HF InternVL model directory to start from (config.json, safetensors, tokenizer files).", (s, v) => s.Model = v);
@@ -85,13 +85,13 @@ static class FinetuneCommands
                 var s = r.GetValue(config) is string path ? FinetuneSettings.Load(path) : new FinetuneSettings();
                 foreach (var f in flags)
                     if (r.GetResult(f.Option) is { Implicit: false }) f.Apply(s, r);
-                string last = FinetuneRunner.Run(s, Console.Out);
-                Console.WriteLine($"finetune: last checkpoint {last}");
+                string last = FinetuneRunner.Run(s, io.Out);
+                io.Out.WriteLine($"finetune: last checkpoint {last}");
                 return 0;
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
             {
-                Console.Error.WriteLine($"error: {e.Message}");
+                io.Err.WriteLine($"error: {e.Message}");
                 return 1;
             }
         });

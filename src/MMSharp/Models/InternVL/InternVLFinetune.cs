@@ -59,6 +59,12 @@ public sealed record FinetuneSettings
     public bool NoProgress { get; set; }
     public bool NoTensorboard { get; set; }
 
+    /// <summary>
+    /// Settings (JSON names) that may differ between the parts of one run without changing its result; they are left
+    /// out of the run configuration saved with a checkpoint, which a resume compares with its own.
+    /// </summary>
+    public static readonly string[] PerInvocation = ["output", "resume", "stop-after-step", "no-load-optim", "dump-tensors", "no-progress", "no-tensorboard"];
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower, WriteIndented = true,
@@ -127,7 +133,9 @@ public static class FinetuneRunner
             ShowProgress = !s.NoProgress, TensorBoard = !s.NoTensorboard,
         };
         var runConfig = spec.ToJson();
-        runConfig["finetune"] = JsonSerializer.SerializeToNode(s, FinetuneSettings.Json);
+        var saved = JsonSerializer.SerializeToNode(s, FinetuneSettings.Json)!.AsObject();
+        foreach (var key in FinetuneSettings.PerInvocation) saved.Remove(key); // a resume must not look like a changed run
+        runConfig["finetune"] = saved;
         log.WriteLine($"finetune: {model.NumParameters(trainableOnly: true):N0} trainable of {model.NumParameters():N0} parameters; " +
                       $"{maxSteps} steps of {plan.GlobalBatchSize} samples ({plan.MicroSteps} x {plan.MicroBatchSize}); data {data.TrainCount?.ToString() ?? "streamed"} train / {data.ValCount} val");
         var trainer = new Trainer<InternVLBatch>(new InternVLTrainable(model, reduction), train, options, val, runConfig) { Log = log };
