@@ -8,7 +8,8 @@ namespace MMSharp.Models.InternVL;
 /// One micro-batch of InternVL supervised fine-tuning: <c>input_ids</c> and <c>labels</c> [B, T] (I64, labels −100
 /// outside assistant replies and on padding), the tiles of all images in row order <c>pixel_values</c> [N, 3, S, S] with
 /// <c>image_flags</c> [N] (0 = padding tile), and for packed rows the sample boundaries of each row
-/// (<c>cu_seqlens</c> = [0, len0, len0+len1, …]); without them each row is one sample.
+/// (<c>cu_seqlens</c> = [0, len0, len0+len1, …]) with <c>position_ids</c> (restarting at 0 in every sample) and segment
+/// ids (one per sample, −1 on padding) [B, T] I64, which keep attention inside each sample; without them each row is one sample.
 /// </summary>
 public sealed class InternVLBatch : IDisposable
 {
@@ -17,6 +18,8 @@ public sealed class InternVLBatch : IDisposable
     public Tensor? PixelValues { get; init; }
     public Tensor? ImageFlags { get; init; }
     public int[][]? CuSeqlens { get; init; }
+    public Tensor? PositionIds { get; init; }
+    public Tensor? SegmentIds { get; init; }
 
     public int BatchSize => InputIds.Shape[0];
     public int Length => InputIds.Shape[1];
@@ -35,6 +38,8 @@ public sealed class InternVLBatch : IDisposable
         Labels.Dispose();
         PixelValues?.Dispose();
         ImageFlags?.Dispose();
+        PositionIds?.Dispose();
+        SegmentIds?.Dispose();
     }
 }
 
@@ -70,7 +75,7 @@ public static class InternVLTraining
             w.AsSpan(1).CopyTo(weights.AsSpan(b * (T - 1)));
         }
 
-        using var logits = model.Forward(batch.InputIds, batch.PixelValues, batch.ImageFlags); // [B, T, V]
+        using var logits = model.Forward(batch.InputIds, batch.PixelValues, batch.ImageFlags, batch.PositionIds, batch.SegmentIds); // [B, T, V]
         using var pred = Ops.Narrow(logits, 1, 0, T - 1);                                          // [B, T-1, V]
         using var target = Tensor.FromArray(shifted, B, T - 1);
         using var wt = weights != null ? Tensor.FromArray(weights, B, T - 1) : null;
@@ -120,14 +125,17 @@ public sealed class InternVLTrainable(InternVLChatModel model, LossReduction red
 
     public int CountSamples(InternVLBatch batch) => batch.CuSeqlens?.Sum(c => c.Length - 1) ?? batch.BatchSize;
 
-    /// <summary>input_ids.npy and labels.npy (I64 [T]) of the first row.</summary>
+    /// <summary>input_ids.npy and labels.npy (I64 [T]) of the first row (of its first sample when the row is packed).</summary>
     public void DumpBatch(InternVLBatch batch, string directory)
     {
+        int n = batch.CuSeqlens?[0][1] ?? batch.Length;
         using var ids = Ops.Select(batch.InputIds, 0, 0);
-        using var idsC = Ops.Contiguous(ids, DType.I64);
+        using var idsN = Ops.Narrow(ids, 0, 0, n);
+        using var idsC = Ops.Contiguous(idsN, DType.I64);
         Engine.IO.Npy.Write(Path.Combine(directory, "input_ids.npy"), idsC);
         using var lab = Ops.Select(batch.Labels, 0, 0);
-        using var labC = Ops.Contiguous(lab, DType.I64);
+        using var labN = Ops.Narrow(lab, 0, 0, n);
+        using var labC = Ops.Contiguous(labN, DType.I64);
         Engine.IO.Npy.Write(Path.Combine(directory, "labels.npy"), labC);
     }
 }
