@@ -105,7 +105,7 @@ public sealed class PackingTests(ITestOutputHelper output)
         output.WriteLine($"{red} recompute={recompute}: packed {lp:R} separate {ls:R}, max gradient difference {worst:E2} over {gp.Count} parameters");
         Assert.InRange(Math.Abs(lp - ls), 0, 1e-5);
         Assert.InRange(worst, 0, 1e-5);
-        Assert.True(gp.Values.Any(g => g.Any(x => x != 0)));
+        Assert.Contains(gp.Values, g => g.Any(x => x != 0));
 
         if (red == LossReduction.Token && !recompute)
         {
