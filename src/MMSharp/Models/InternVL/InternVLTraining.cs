@@ -189,7 +189,23 @@ public sealed class InternVLTrainable(InternVLChatModel model, LossReduction red
     public InternVLChatModel Model => model;
     public Module Module => model;
 
-    public Tensor Loss(InternVLBatch batch) => InternVLTraining.Loss(model, batch, reduction);
+    /// <summary>Micro-batches whose loss the image-token mismatch rule multiplied by 0 (see <see cref="InternVLTraining.Loss(InternVLChatModel, InternVLBatch, LossReduction, out bool)"/>).</summary>
+    public long ImageTokenMismatchBatches { get; private set; }
+
+    /// <summary>Where a warning goes when a micro-batch's loss is zeroed (the official code prints one too); null = none.</summary>
+    public TextWriter? Log { get; init; }
+
+    public Tensor Loss(InternVLBatch batch)
+    {
+        var loss = InternVLTraining.Loss(model, batch, reduction, out bool truncated);
+        if (truncated)
+        {
+            ImageTokenMismatchBatches++;
+            Log?.WriteLine($"warning: max_seq_length truncation cut <IMG_CONTEXT> tokens in a micro-batch; its loss is multiplied by 0 " +
+                           $"as in the official InternVL code ({ImageTokenMismatchBatches} such micro-batch(es) so far)");
+        }
+        return loss;
+    }
 
     public long CountTokens(InternVLBatch batch) => batch.BatchSize * (long)batch.Length;
 

@@ -1,0 +1,125 @@
+using MMSharp.Engine;
+using MMSharp.Engine.Autograd;
+using MMSharp.Models.InternVL;
+using MMSharp.Tests.Models;
+using MMSharp.Training;
+
+namespace MMSharp.Tests.Finetune;
+
+/// <summary>
+/// The official image-token mismatch rule of <c>InternVLChatModel.forward</c> (spec internvl.md §6.6): when max_seq_length
+/// truncation left fewer <c>&lt;IMG_CONTEXT&gt;</c> tokens than ViT feature rows, the first n_selected rows are used and the
+/// loss is multiplied by 0 — no exception. (The dataset side: tests/fixtures/preprocess cases *_truncated_in_image_tokens.)
+/// </summary>
+public sealed class ImageTokenMismatchTests
+{
+    // fixture input: 11 42 7 199 3 <img>=295 <IMG_CONTEXT>=297 x 8 (2 tiles x 4) </img>=296 56 120 9 250 77 31
+    static InternVLChatModel Load()
+    {
+        var m = InternVLChatModel.FromPretrained(InternVLFixtures.Dir("vit300m"));
+        m.PrepareTrainableParameters(DType.F32);
+        return m;
+    }
+
+    /// <summary>The fixture sample cut to its first <paramref name="keep"/> tokens, with both tiles; labels on tokens 1..4.</summary>
+    static InternVLBatch Cut(int keep)
+    {
+        using var full = InternVLFixtures.Ref("vit300m", "input_ids");
+        var ids = full.ToLongArray()[..keep];
+        var labels = ids.Select((id, t) => t is >= 1 and <= 4 ? id : -100L).ToArray();
+        return new InternVLBatch
+        {
+            InputIds = Tensor.FromArray(ids, 1, keep), Labels = Tensor.FromArray(labels, 1, keep),
+            PixelValues = InternVLFixtures.Ref("vit300m", "pixel_values"),
+        };
+    }
+
+    [Theory]
+    [InlineData(10, LossReduction.Token)]    // 4 of 8 context tokens left
+    [InlineData(10, LossReduction.Square)]
+    [InlineData(6, LossReduction.Sample)]    // cut right after <img>: no context token left
+    public void Loss_IsZeroWithZeroGradients_WhenTruncationCutImageTokens(int keep, LossReduction reduction)
+    {
+        using var model = Load();
+        model.Train();
+        using var batch = Cut(keep);
+        using (var loss = InternVLTraining.Loss(model, batch, reduction, out bool truncated))
+        {
+            Assert.True(truncated);
+            Assert.Equal(0f, loss.Item());
+            loss.Backward();
+        }
+        int withGrad = 0;
+        foreach (var (name, p) in model.NamedParameters())
+        {
+            if (p.Grad == null) continue;
+            withGrad++;
+            Assert.True(p.Grad.ToFloatArray().All(g => g == 0f), $"{name}: non-zero gradient although the loss was multiplied by 0");
+        }
+        Assert.True(withGrad > 0);
+    }
+
+    [Fact]
+    public void Trainable_CountsAndWarns_WhenALossIsZeroed()
+    {
+        using var model = Load();
+        var log = new StringWriter();
+        var trainable = new InternVLTrainable(model, LossReduction.Token) { Log = log };
+        using (var cut = Cut(10))
+        using (var loss = trainable.Loss(cut)) Assert.Equal(0f, loss.Item());
+        using (var full = Cut(21))
+        using (var loss = trainable.Loss(full)) Assert.True(loss.Item() > 0);
+        Assert.Equal(1, trainable.ImageTokenMismatchBatches);
+        Assert.Contains("multiplied by 0", log.ToString());
+    }
+
+    [Fact]
+    public void TrainingForward_UsesTheFirstFeatureRows_WhenTokensWereCut()
+    {
+        // With causal attention, the logits of the cut sequence equal the first positions of the full one only if its four
+        // context tokens received the first four feature rows (vit_embeds[:n_token]).
+        using var model = Load();
+        model.Eval();
+        using var _ = GradMode.NoGrad();
+        using var cut = Cut(10);
+        using var full = Cut(21);
+        using var a = InternVLTraining.ForwardForTraining(model, cut, out bool truncated);
+        using var b = InternVLTraining.ForwardForTraining(model, full, out bool fullTruncated);
+        Assert.True(truncated);
+        Assert.False(fullTruncated);
+        using var bHead = Ops.Narrow(b, 1, 0, 10);
+        using var bc = Ops.Contiguous(bHead);
+        Assert.True(InternVLFixtures.RelErr(a, bc) <= 1e-5, $"rel err {InternVLFixtures.RelErr(a, bc):E2}");
+    }
+
+    [Fact]
+    public void Loss_IsTheNormalLoss_WhenNothingWasCut()
+    {
+        using var model = Load();
+        model.Eval();
+        using var _ = GradMode.NoGrad();
+        using var full = Cut(21);
+        using var loss = InternVLTraining.Loss(model, full, LossReduction.Token, out bool truncated);
+        Assert.False(truncated);
+        using var logits = model.Forward(full.InputIds, full.PixelValues);
+        using var expected = InternVLTraining.LossFromLogits(logits, full.Labels, null, LossReduction.Token);
+        Assert.Equal(expected.Item(), loss.Item());
+        Assert.True(loss.Item() > 0);
+    }
+
+    [Fact]
+    public void TrainingForward_Throws_WhenMoreContextTokensThanFeatureRows()
+    {
+        // the official code fails here too (vit_embeds[:n_token] still has too few rows)
+        using var model = Load();
+        using var full = Cut(21);
+        using var oneTile = Ops.Narrow(full.PixelValues!, 0, 0, 1);
+        using var tile = Ops.Contiguous(oneTile);
+        using var batch = new InternVLBatch
+        {
+            InputIds = Ops.Contiguous(full.InputIds, DType.I64), Labels = Ops.Contiguous(full.Labels, DType.I64), PixelValues = Ops.Clone(tile),
+        };
+        var e = Assert.Throws<ArgumentException>(() => InternVLTraining.Loss(model, batch, LossReduction.Token));
+        Assert.Contains("<IMG_CONTEXT>", e.Message);
+    }
+}
