@@ -23,7 +23,9 @@ public sealed class OfficialPreprocessParityTests(ITestOutputHelper output)
 
     static readonly string Root = FindRoot();
     static readonly Lazy<JsonDocument> Expected = new(() => JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Root, "expected.json"))));
-    static readonly Lazy<Qwen2Tokenizer> Tok = new(() => Qwen2Tokenizer.FromDirectory(Path.Combine(Root, "qwen2_5_internvl_trimmed")));
+    // The trimmed vocabulary written with the fixtures; MMSHARP_QWEN2_TOKENIZER_DIR (the full tokenizer, see the README) overrides it.
+    static readonly Lazy<Qwen2Tokenizer> Tok = new(() => Qwen2Tokenizer.FromDirectory(
+        Environment.GetEnvironmentVariable("MMSHARP_QWEN2_TOKENIZER_DIR") is { Length: > 0 } full ? full : Path.Combine(Root, "qwen2_5_internvl_trimmed")));
 
     static string FindRoot()
     {
