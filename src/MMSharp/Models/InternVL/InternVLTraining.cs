@@ -53,6 +53,9 @@ public static class InternVLTraining
         Loss(model, batch, reduction, out _);
 
     /// <inheritdoc cref="Loss(InternVLChatModel, InternVLBatch, LossReduction)"/>
+    /// <param name="model">The model.</param>
+    /// <param name="batch">The micro-batch.</param>
+    /// <param name="reduction">The loss reduction.</param>
     /// <param name="imageTokensTruncated">Whether the image-token mismatch rule zeroed this loss.</param>
     public static Tensor Loss(InternVLChatModel model, InternVLBatch batch, LossReduction reduction, out bool imageTokensTruncated)
     {
@@ -118,6 +121,11 @@ public static class InternVLTraining
     /// t's sample) taken from the unshifted labels and then shifted (<c>loss_weight[..., 1:]</c>), as the official packed
     /// collator; without <paramref name="cuSeqlens"/> each row is one sample (a pack of one).
     /// </summary>
+    /// <remarks>
+    /// The official non-packed path has no <c>loss_weight</c> and so ignores <c>--loss_reduction</c> (always the token mean);
+    /// here sample / square also apply to unpacked rows, with exactly the weights the official packed collator gives a
+    /// micro-batch of one-sample packs (tests/fixtures/preprocess, "padded" losses).
+    /// </remarks>
     public static Tensor LossFromLogits(Tensor logits, Tensor labels, int[][]? cuSeqlens, LossReduction reduction)
     {
         if (logits.Rank != 3 || labels.Rank != 2 || logits.Shape[0] != labels.Shape[0] || logits.Shape[1] != labels.Shape[1])
