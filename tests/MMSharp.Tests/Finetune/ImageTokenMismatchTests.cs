@@ -1,5 +1,10 @@
+using System.Text;
+using MMSharp.Data;
 using MMSharp.Engine;
 using MMSharp.Engine.Autograd;
+using MMSharp.Tests.Data;
+using MMSharp.Text;
+using MMSharp.Vision;
 using MMSharp.Models.InternVL;
 using MMSharp.Tests.Models;
 using MMSharp.Training;
@@ -121,5 +126,74 @@ public sealed class ImageTokenMismatchTests
         };
         var e = Assert.Throws<ArgumentException>(() => InternVLTraining.Loss(model, batch, LossReduction.Token));
         Assert.Contains("<IMG_CONTEXT>", e.Message);
+    }
+
+    sealed class FakeVideo : IVideoFrameSource
+    {
+        public IVideoClip Open(string path) => new Clip();
+        sealed class Clip : IVideoClip
+        {
+            public int FrameCount => 6;
+            public double Fps => 5;
+            public RgbImage ReadFrame(int index) => new(40, 30, Enumerable.Repeat((byte)(30 * index), 40 * 30 * 3).ToArray());
+            public void Dispose() { }
+        }
+    }
+
+    [Fact]
+    public void DataToLoss_VideoCutInFrameTokensIsKeptAndZeroed_ImageCutIsSkipped()
+    {
+        // the demo model with its own tokenizer: 56 px tiles of 16 context tokens
+        using var tmp = new IO.TempDir();
+        string modelDir = tmp.File("model");
+        InternVLPresets.WriteShapesDemoModel(modelDir, "demo", 3, out _);
+        var tok = Qwen2Tokenizer.FromDirectory(modelDir);
+        using var model = InternVLChatModel.FromPretrained(modelDir);
+        model.PrepareTrainableParameters(DType.F32);
+        int ctx = tok.RequireTokenId(InternVLPrompt.ImageContextToken);
+        string dir = DataTestUtil.NewTempDir("mismatch");
+        File.WriteAllBytes(Path.Combine(dir, "clip.mp4"), []);
+        DataTestUtil.SavePng(Path.Combine(dir, "one.png"), 56, 56, 200, 0, 0);
+        var spec = new DatasetSpec("d", dir, Path.Combine(dir, "x.jsonl"));
+        const string video = "{\"video\":\"clip.mp4\",\"conversations\":[{\"from\":\"system\",\"value\":\"Be brief.\"}," +
+                             "{\"from\":\"human\",\"value\":\"<video>\\nWhat shape is this?\"},{\"from\":\"gpt\",\"value\":\"circle\"}]}";
+        const string image = "{\"image\":\"one.png\",\"conversations\":[{\"from\":\"system\",\"value\":\"Be brief.\"}," +
+                             "{\"from\":\"human\",\"value\":\"<image>\\nWhat shape is this?\"},{\"from\":\"gpt\",\"value\":\"circle\"}]}";
+        SampleBuilder Builder(int maxSeq) => new(tok, new SampleBuilderOptions
+        {
+            ImageSize = 56, NumImageToken = 16, MaxDynamicPatch = 1, MaxSeqLength = maxSeq, MinNumFrame = 3, MaxNumFrame = 3,
+        }, new FakeVideo());
+        RawLine Line(string json) => new(Encoding.UTF8.GetBytes(json), new SourceLocation("x.jsonl", 1, 0), 0);
+
+        var report = new DataReport();
+        var whole = Builder(4096).TryBuild(Line(video), spec, report)!;
+        int firstCtx = Array.IndexOf(whole.InputIds, (long)ctx);
+        var ctxAt = Enumerable.Range(0, whole.Length).Where(i => whole.InputIds[i] == ctx).ToArray();
+        Assert.Equal(48, ctxAt.Length);
+        int cut = ctxAt[20] + 1;                                         // 5 tokens into the second frame
+        var video1 = Builder(cut).TryBuild(Line(video), spec, report);
+        var image1 = Builder(firstCtx + 5).TryBuild(Line(image), spec, report);
+        Assert.NotNull(video1);                                          // official video_get_item has no </img> check
+        Assert.Equal(21, video1.InputIds.Count(x => x == ctx));
+        Assert.Equal(3, video1.TileCount);
+        Assert.Null(image1);                                             // official multi_modal_get_item asserts: dropped
+        Assert.Equal(1, report.Count(BadRecordKind.ImageTokensTruncated));
+        var text = Builder(4096).TryBuild(Line("{\"conversations\":[{\"from\":\"human\",\"value\":\"hi\"},{\"from\":\"gpt\",\"value\":\"square\"}]}"), spec, report)!;
+
+        var log = new StringWriter();
+        var trainable = new InternVLTrainable(model, LossReduction.Token) { Log = log };
+        model.Train();
+        using (var batch = FinetuneRunner.ToModelBatch(Collator.Pad([text, video1], padId: 0)))
+        using (var loss = trainable.Loss(batch))
+        {
+            Assert.Equal(0f, loss.Item());                               // the whole micro-batch, as officially
+            loss.Backward();
+        }
+        Assert.Equal(1, trainable.ImageTokenMismatchBatches);
+        Assert.All(model.TrainableParameters().Where(p => p.Grad != null), p => Assert.True(p.Grad!.ToFloatArray().All(g => g == 0f)));
+        using (var batch = FinetuneRunner.ToModelBatch(Collator.Pad([text, whole], padId: 0)))
+        using (var loss = trainable.Loss(batch))
+            Assert.True(loss.Item() > 0);
+        Assert.Equal(1, trainable.ImageTokenMismatchBatches);
     }
 }
