@@ -148,25 +148,41 @@ public sealed class SampleBuilder(Qwen2Tokenizer tokenizer, SampleBuilderOptions
     }
 
     /// <summary>
-    /// <c>get_frame_indices(sample='rand')</c>: <c>intervals = linspace(0, vlen, n+1).astype(int)</c>, one random index in
-    /// <c>[a, b-1)</c> per interval (or <c>a</c> when empty); padded with the last index when fewer. <c>clip</c> restricts the range.
+    /// <c>get_frame_indices(sample='rand')</c> of the official dataset: <c>acc = min(n, vlen)</c>,
+    /// <c>intervals = linspace(0, vlen, acc+1).astype(int)</c> (i·(vlen/acc) in double, truncated; the last one is vlen),
+    /// one random index in <c>[a, b-1)</c> per interval; if any of those ranges is empty, a sorted random choice of acc distinct
+    /// frames instead (the official <c>except</c> branch); then padded to n with the last index. With <c>clip</c> [start, end] s:
+    /// <c>vlen = int((end-start)·fps)</c> from frame <c>int(start·fps)</c> (kept inside the video).
     /// </summary>
     public static int[] RandomFrameIndices(int n, int frameCount, double fps, (double Start, double End)? clip, Rng rng)
     {
+        if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), "at least one frame");
         int first = 0, vlen = frameCount;
         if (clip is { } c && fps > 0)
         {
             first = Math.Clamp((int)(c.Start * fps), 0, Math.Max(0, frameCount - 1));
-            vlen = Math.Clamp((int)(c.End * fps), first + 1, frameCount) - first;
+            vlen = Math.Min((int)((c.End - c.Start) * fps), frameCount - first);
         }
         if (vlen <= 0) throw new InvalidDataException("video has no frames");
-        n = Math.Min(n, vlen);
-        var result = new int[n];
-        for (int i = 0; i < n; i++)
+        int acc = Math.Min(n, vlen);
+        double step = (double)vlen / acc;
+        var bounds = new int[acc + 1];
+        for (int i = 0; i < acc; i++) bounds[i] = (int)(i * step);   // numpy linspace: arange * step, then astype(int)
+        bounds[acc] = vlen;                                             // endpoint
+        var picked = new int[acc];
+        bool anyEmpty = false;
+        for (int i = 0; i < acc; i++) anyEmpty |= bounds[i + 1] - 1 <= bounds[i];
+        if (!anyEmpty)
+            for (int i = 0; i < acc; i++) picked[i] = bounds[i] + rng.NextInt(bounds[i + 1] - 1 - bounds[i]);   // random.choice(range(a, b-1))
+        else
         {
-            int a = (int)((long)vlen * i / n), b = (int)((long)vlen * (i + 1) / n);
-            result[i] = first + (b - 1 > a ? a + rng.NextInt(b - 1 - a) : a);
+            var perm = Enumerable.Range(0, vlen).ToArray();             // np.random.permutation(vlen)[:acc], sorted
+            for (int i = 0; i < acc; i++) { int j = i + rng.NextInt(vlen - i); (perm[i], perm[j]) = (perm[j], perm[i]); }
+            Array.Copy(perm, picked, acc);
+            Array.Sort(picked);
         }
+        var result = new int[n];
+        for (int i = 0; i < n; i++) result[i] = first + picked[Math.Min(i, acc - 1)];   // padded with the last frame
         return result;
     }
 

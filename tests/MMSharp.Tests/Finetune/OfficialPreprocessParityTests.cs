@@ -232,4 +232,45 @@ public sealed class OfficialPreprocessParityTests(ITestOutputHelper output)
         Assert.True(rel <= 1e-5, $"loss {loss.Item()} vs {expected}: rel {rel}");
         Assert.True(maxDiff <= 1e-5 * maxRef, $"grad max diff {maxDiff} vs max |grad| {maxRef}");
     }
+
+    // ---------------------------------------------------------------- video frame choice
+
+    public static IEnumerable<object[]> FrameCases()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Root, "frame_intervals.json")));
+        return doc.RootElement.EnumerateArray().Select(e => new object[]
+        {
+            e.GetProperty("num_frames").GetInt32(), e.GetProperty("vlen").GetInt32(), Ints(e.GetProperty("intervals")),
+            e.GetProperty("any_empty").GetBoolean(), e.GetProperty("length").GetInt32(),
+        }).ToList();
+    }
+
+    [Theory]
+    [MemberData(nameof(FrameCases))]
+    public void RandomFrameIndices_FollowTheOfficialIntervals(int numFrames, int vlen, int[] intervals, bool anyEmpty, int length)
+    {
+        int acc = intervals.Length - 1;
+        var lo = Enumerable.Repeat(int.MaxValue, acc).ToArray();
+        var hi = Enumerable.Repeat(int.MinValue, acc).ToArray();
+        for (ulong seed = 1; seed <= 300; seed++)
+        {
+            var idx = SampleBuilder.RandomFrameIndices(numFrames, vlen, 10, null, new Rng(seed));
+            Assert.Equal(length, idx.Length);
+            for (int i = acc; i < length; i++) Assert.Equal(idx[acc - 1], idx[i]);   // padded with the last frame
+            for (int i = 0; i < acc; i++)
+            {
+                Assert.InRange(idx[i], 0, vlen - 1);
+                if (i > 0) Assert.True(idx[i] > idx[i - 1], "distinct and increasing");
+                lo[i] = Math.Min(lo[i], idx[i]);
+                hi[i] = Math.Max(hi[i], idx[i]);
+            }
+        }
+        if (anyEmpty) return;   // the official permutation fallback: only sortedness and range are defined
+        for (int i = 0; i < acc; i++)
+        {
+            // random.choice(range(a, b - 1)) over the numpy linspace bounds: both ends are reached over 300 seeds
+            Assert.Equal(intervals[i], lo[i]);
+            Assert.Equal(intervals[i + 1] - 2, hi[i]);
+        }
+    }
 }
