@@ -191,8 +191,16 @@ public sealed class SampleBuilder(Qwen2Tokenizer tokenizer, SampleBuilderOptions
     // reported (BadRecordKind.ImageTokensTruncated), which keeps the run deterministic.
     private (long[] Ids, long[] Labels) Preprocess(List<ConversationTurn> turns, List<int> tokenList, int numImage, bool checkImageEnds = true)
     {
-        var s = InternVLPreprocessor.Preprocess(turns, tokenizer, tokenList, numImage, textOnly: false,
-            modelMaxLength: Options.MaxSeqLength, template: Options.Template);
+        SupervisedSample s;
+        try
+        {
+            s = InternVLPreprocessor.Preprocess(turns, tokenizer, tokenList, numImage, textOnly: false,
+                modelMaxLength: Options.MaxSeqLength, template: Options.Template);
+        }
+        catch (ArgumentException e)   // e.g. "<video>" not followed by "\n": no frame tags (the official assert drops it)
+        {
+            throw new BadRecordException(BadRecordKind.ImageTagMismatch, e.Message);
+        }
         int ends = s.InputIds.Count(id => id == _imgEndId);
         if (checkImageEnds && ends != numImage)
             throw new BadRecordException(BadRecordKind.ImageTokensTruncated,

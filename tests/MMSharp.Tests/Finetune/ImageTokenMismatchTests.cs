@@ -196,4 +196,18 @@ public sealed class ImageTokenMismatchTests
             Assert.True(loss.Item() > 0);
         Assert.Equal(1, trainable.ImageTokenMismatchBatches);
     }
+
+    [Fact]
+    public void Video_WhoseTagLacksItsNewline_IsAReportedBadRecord()
+    {
+        // "<video>" without "\n": the official replace finds nothing, no frame gets a tag, the preprocess assert drops it
+        string dir = DataTestUtil.NewTempDir("mismatch");
+        File.WriteAllBytes(Path.Combine(dir, "clip.mp4"), []);
+        var report = new DataReport();
+        const string line = "{\"video\":\"clip.mp4\",\"conversations\":[{\"from\":\"human\",\"value\":\"<video> What happens?\"},{\"from\":\"gpt\",\"value\":\"circle\"}]}";
+        var s = new SampleBuilder(DataTestUtil.Tokenizer, DataTestUtil.SmallOptions(), new FakeVideo())
+            .TryBuild(new RawLine(Encoding.UTF8.GetBytes(line), new SourceLocation("x.jsonl", 3, 0), 0), new DatasetSpec("d", dir, "x.jsonl"), report);
+        Assert.Null(s);
+        Assert.Equal(1, report.Count(BadRecordKind.ImageTagMismatch));
+    }
 }
