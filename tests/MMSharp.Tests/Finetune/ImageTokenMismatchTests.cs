@@ -210,4 +210,28 @@ public sealed class ImageTokenMismatchTests
         Assert.Null(s);
         Assert.Equal(1, report.Count(BadRecordKind.ImageTagMismatch));
     }
+
+    [Fact]
+    public void TextOnlyBatch_WithItsDummyTile_GivesTheTextLoss_AndIsNotTruncated()
+    {
+        // pure-text samples carry one white tile with image_flags 0: it runs through the ViT and is discarded
+        using var model = Load();
+        model.Eval();
+        using var _ = GradMode.NoGrad();
+        long[] ids = [11, 42, 7, 199, 3, 56, 120, 9, 250, 77, 31];
+        long[] labels = ids.Select((id, t) => t >= 5 ? id : -100L).ToArray();
+        using var pixels = InternVLFixtures.Ref("vit300m", "pixel_values");
+        using var firstTile = Ops.Narrow(pixels, 0, 0, 1);
+        using var withTile = new InternVLBatch
+        {
+            InputIds = Tensor.FromArray(ids, 1, ids.Length), Labels = Tensor.FromArray(labels, 1, ids.Length),
+            PixelValues = Ops.Clone(firstTile),
+            ImageFlags = Tensor.FromArray(new long[] { 0 }, 1),
+        };
+        using var plain = new InternVLBatch { InputIds = Tensor.FromArray(ids, 1, ids.Length), Labels = Tensor.FromArray(labels, 1, ids.Length) };
+        using var a = InternVLTraining.Loss(model, withTile, LossReduction.Square, out bool truncated);
+        using var b = InternVLTraining.Loss(model, plain, LossReduction.Square);
+        Assert.False(truncated);
+        Assert.Equal(b.Item(), a.Item());
+    }
 }
