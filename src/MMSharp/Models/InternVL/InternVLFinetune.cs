@@ -141,7 +141,7 @@ public static class FinetuneRunner
         runConfig["finetune"] = saved;
         log.WriteLine($"finetune: {model.NumParameters(trainableOnly: true):N0} trainable of {model.NumParameters():N0} parameters; " +
                       $"{maxSteps} steps of {plan.GlobalBatchSize} samples ({plan.MicroSteps} x {plan.MicroBatchSize}); data {data.TrainCount?.ToString() ?? "streamed"} train / {data.ValCount} val");
-        var trainer = new Trainer<InternVLBatch>(new InternVLTrainable(model, reduction), train, options, val, runConfig) { Log = log };
+        var trainer = new Trainer<InternVLBatch>(new InternVLTrainable(model, reduction) { Log = log }, train, options, val, runConfig) { Log = log };
         trainer.Run();
         train.Dispose();
         if (data.Report.Total > 0) log.WriteLine($"data: {data.Report}");
