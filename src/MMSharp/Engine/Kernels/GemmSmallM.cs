@@ -87,8 +87,9 @@ internal static unsafe class GemmSmallM
         Tail<TE>(k, p, a, w, w1, w2, w3, c, beta, s0, s1, s2, s3);
     }
 
+    /// <summary>One output of the M = 1 path: sum_p a[p] * w[p] (four 16-lane accumulators, fixed order).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static float Row1<TE>(int k, float* a, void* w) where TE : unmanaged, IGemmElem
+    internal static float Row1<TE>(int k, float* a, void* w) where TE : unmanaged, IGemmElem
     {
         Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
         int p = 0;
