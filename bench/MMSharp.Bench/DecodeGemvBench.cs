@@ -22,7 +22,7 @@ static class DecodeGemvBench
         int reps = opts.Ints("reps", [9])[0];
         var items = typeof(Tensor).Assembly.GetType("MMSharp.Engine.Kernels.GemvMulti")!
             .GetField("ItemsPerThread", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
-        if (opts.Get("items") != null) items.SetValue(null, opts.Ints("items", [4])[0]);
+        int[] itemCounts = opts.Ints("items", [(int)items.GetValue(null)!]);
         var c = new Qwen2Config("Qwen2ForCausalLM", 151674, 896, 4864, 24, 14, 2, 64, 32768, 1e-6, 1000000.0, null,
             false, "silu", null, 151645);
         using var lm = new Qwen2ForCausalLM(c, DType.BF16);
@@ -44,26 +44,29 @@ static class DecodeGemvBench
         {
             double copy = BandwidthBench.CopyGBs(threads);
             Par.Threads = threads;
-            var times = new Dictionary<string, List<double>> { ["separate"] = [], ["fused"] = [], ["head"] = [] };
+            var times = new Dictionary<string, List<double>> { ["separate"] = [], ["head"] = [] };
+            foreach (int n in itemCounts) times[$"fused_items{n}"] = [];
             for (int rep = 0; rep < reps; rep++)
                 foreach (var v in times.Keys)
                 {
+                    if (v.StartsWith("fused_items")) items.SetValue(null, int.Parse(v["fused_items".Length..]));
                     long t0 = Stopwatch.GetTimestamp();
                     if (v == "head") lm.LmHead.Forward(x).Dispose();
                     else
                     {
-                        foreach (var layer in lm.Model.Layers) Layer(layer, x, xi, v == "fused");
+                        foreach (var layer in lm.Model.Layers) Layer(layer, x, xi, v != "separate");
                         lm.LmHead.Forward(x).Dispose();
                     }
                     if (rep > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
                 }
             double parUs = ParOverheadUs();
-            var sep = BandwidthBench.Median(times["separate"]);
-            var fus = BandwidthBench.Median(times["fused"]);
-            var head = BandwidthBench.Median(times["head"]);
             long all = layerBytes + headBytes;
-            Console.WriteLine($"decode-gemv threads={threads} copy_gbs={copy:F1} separate_ms={sep * 1e3:F1} ({all / sep / 1e9:F1} GB/s) " +
-                $"fused_ms={fus * 1e3:F1} ({all / fus / 1e9:F1} GB/s) head_ms={head * 1e3:F1} ({headBytes / head / 1e9:F1} GB/s) " +
+            var parts = times.Select(kv =>
+            {
+                double t = BandwidthBench.Median(kv.Value);
+                return $"{kv.Key}_ms={t * 1e3:F1} ({(kv.Key == "head" ? headBytes : all) / t / 1e9:F1} GB/s)";
+            });
+            Console.WriteLine($"decode-gemv threads={threads} copy_gbs={copy:F1} {string.Join(" ", parts)} " +
                 $"empty_par_for_us={parUs:F2} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
         }
     }

@@ -22,10 +22,13 @@ public sealed unsafe class GemvMultiTests
     [InlineData(6 * 16 + 7, true)]
     [InlineData(896, true)]
     [InlineData(896, false)]
-    public void Run_EqualsSeparateSmallMProducts_Exactly(int k, bool bf16)
+    [InlineData(64, true, 0)]
+    [InlineData(64, true, 4)]
+    public void Run_EqualsSeparateSmallMProducts_Exactly(int k, bool bf16, int itemsPerThread = 0)
     {
         if (!Avx512) return; // the kernel is the AVX-512 M = 1 path; Linear.ForwardFused declines without it
-        int[] rows = [1, 7, 129, 13];
+        // at k = 64 there are enough 64 KiB chunks for the stealing split to run on 2 threads
+        int[] rows = k == 64 ? [1, 1500, 7, 1300] : [1, 7, 129, 13];
         int total = rows.Sum();
         long ldw = k + 5;                                      // padded rows catch a kernel that assumes ldw = k
         var rng = new Rng(11);
@@ -39,7 +42,8 @@ public sealed unsafe class GemvMultiTests
             for (int i = 0; i < k; i++) x[i] = rng.NextFloat() * 2 - 1;
             for (long i = 0; i < total * ldw; i++) { wf[i] = rng.NextFloat() * 2 - 1; wh[i] = Half16.FloatToBF16(wf[i]); }
             for (int i = 0; i < total; i++) bias[i] = rng.NextFloat() * 2 - 1;
-            int saved = Par.Threads;
+            int saved = Par.Threads, savedItems = GemvMulti.ItemsPerThread;
+            GemvMulti.ItemsPerThread = itemsPerThread;
             var segs = stackalloc GemvSegment[rows.Length];
             try
             {
@@ -51,10 +55,12 @@ public sealed unsafe class GemvMultiTests
                     {
                         void* w = bf16 ? wh + at * ldw : wf + at * ldw;
                         bool withBias = s % 2 == 0;                   // mixed: some segments with, some without
-                        // the reference: one small-M product per weight, bias preloaded and beta = 1 as Ops.Linear does
-                        if (withBias) for (int j = 0; j < rows[s]; j++) want[at + j] = bias[at + j];
-                        if (bf16) GemmSmallM.Dot<BF16Elem>(1, rows[s], k, x, k, w, ldw, want + at, rows[s], withBias ? 1f : 0f);
-                        else GemmSmallM.Dot<F32Elem>(1, rows[s], k, x, k, w, ldw, want + at, rows[s], withBias ? 1f : 0f);
+                        // the reference: each output alone, as one-row dot product (the M = 1 kernel) plus the bias
+                        for (int j = 0; j < rows[s]; j++)
+                        {
+                            float v = bf16 ? GemmSmallM.Row1<BF16Elem>(k, x, wh + (at + j) * ldw) : GemmSmallM.Row1<F32Elem>(k, x, wf + (at + j) * ldw);
+                            want[at + j] = withBias ? v + bias[at + j] : v;
+                        }
                         for (int j = 0; j < rows[s]; j++) got[at + j] = float.NaN;
                         segs[s] = new GemvSegment { W = w, Ldw = ldw, Rows = rows[s], Bias = withBias ? bias + at : null, Out = got + at };
                         at += rows[s];
@@ -75,7 +81,7 @@ public sealed unsafe class GemvMultiTests
                     }
                 }
             }
-            finally { Par.Threads = saved; }
+            finally { Par.Threads = saved; GemvMulti.ItemsPerThread = savedItems; }
         }
         finally
         {

@@ -20,12 +20,17 @@ internal unsafe struct GemvSegment
 /// in one parallel region instead of one fork/join each. The rows of all weights are treated as one list and cut
 /// into contiguous pieces of equal bytes; each output is <see cref="GemmSmallM.Row1{TE}"/> (plus the bias) exactly
 /// as a separate <see cref="GemmSmallM"/> call computes it, so the results are bit-identical to the unfused path
-/// and do not depend on the thread count. Weights are read in place (memory-mapped views stay views).
+/// and do not depend on the thread count or on which thread computed them. Weights are read in place (memory-mapped
+/// views stay views).
 /// </summary>
 internal static unsafe class GemvMulti
 {
-    /// <summary>Work items per thread (a descheduled thread on a busy machine then holds up only a small share).</summary>
-    internal static int ItemsPerThread = 4;
+    /// <summary>
+    /// 0: each thread owns one contiguous share of the rows and, when done, takes chunks from the back of the others'
+    /// shares (every thread reads one sequential stream, and a late or descheduled thread's work is taken over).
+    /// n &gt; 0: n equal work items per thread claimed in order (the plain <see cref="Par.For"/> split), for comparison.
+    /// </summary>
+    internal static int ItemsPerThread = 0;
 
     /// <summary>Runs every segment of <paramref name="segs"/>[0..count) against x[0..k).</summary>
     internal static void Run<TE>(int k, float* x, GemvSegment* segs, int count) where TE : unmanaged, IGemmElem
@@ -33,18 +38,71 @@ internal static unsafe class GemvMulti
         long rows = 0;
         for (int s = 0; s < count; s++) rows += segs[s].Rows;
         if (rows == 0) return;
-        // items of at least ~64K multiply-adds, in blocks of 8 rows, so the cut does not depend on the thread count
-        long blocks = (rows + 7) / 8;
-        long minBlocks = Math.Max(1, (1L << 16) / (8L * Math.Max(1, k)));
-        int items = (int)Math.Clamp(blocks / minBlocks, 1, Math.Max(1, ItemsPerThread * Par.Threads));
-        if (items == 1) { Range<TE>(k, x, segs, count, 0, rows); return; }
         nint xp = (nint)x, sp = (nint)segs;
-        Par.For(items, t =>
+        if (ItemsPerThread > 0)
         {
-            long r0 = Math.Min(rows, blocks * t / items * 8), r1 = Math.Min(rows, blocks * (t + 1) / items * 8);
-            Range<TE>(k, (float*)xp, (GemvSegment*)sp, count, r0, r1);
+            // items of at least ~64K multiply-adds, in blocks of 8 rows
+            long blocks = (rows + 7) / 8;
+            long minBlocks = Math.Max(1, (1L << 16) / (8L * Math.Max(1, k)));
+            int items = (int)Math.Clamp(blocks / minBlocks, 1, Math.Max(1, ItemsPerThread * Par.Threads));
+            if (items == 1) { Range<TE>(k, x, segs, count, 0, rows); return; }
+            Par.For(items, t =>
+            {
+                long r0 = Math.Min(rows, blocks * t / items * 8), r1 = Math.Min(rows, blocks * (t + 1) / items * 8);
+                Range<TE>(k, (float*)xp, (GemvSegment*)sp, count, r0, r1);
+            });
+            return;
+        }
+
+        // chunks of ~64 KiB of weights (a multiple of 8 rows), split into one share of consecutive chunks per thread
+        int chunkRows = (int)Math.Max(8, (1L << 16) / ((long)k * TE.Bytes) / 8 * 8);
+        int chunks = (int)((rows + chunkRows - 1) / chunkRows);
+        int shares = Math.Min(Par.Threads, chunks / 2);
+        if (shares <= 1) { Range<TE>(k, x, segs, count, 0, rows); return; }
+        // one [front, back) chunk range per share, packed in a long, each on its own cache line
+        long* state = stackalloc long[shares * 8 + 8];
+        state = (long*)(((nint)state + 63) & ~(nint)63);
+        for (int s = 0; s < shares; s++) state[s * 8] = Pack((long)chunks * s / shares, (long)chunks * (s + 1) / shares);
+        nint stp = (nint)state;
+        Par.For(shares, s =>
+        {
+            long* st = (long*)stp;
+            long c;
+            while ((c = ClaimFront(st + s * 8)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows);
+            for (int o = 1; o < shares; o++)
+            {
+                long* other = st + (s + o) % shares * 8;
+                while ((c = ClaimBack(other)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows);
+            }
         });
     }
+
+    static long Pack(long front, long back) => front | back << 32;
+
+    static long ClaimFront(long* st)
+    {
+        while (true)
+        {
+            long v = Volatile.Read(ref *st);
+            long f = v & 0xFFFFFFFF, b = v >> 32;
+            if (f >= b) return -1;
+            if (Interlocked.CompareExchange(ref *st, Pack(f + 1, b), v) == v) return f;
+        }
+    }
+
+    static long ClaimBack(long* st)
+    {
+        while (true)
+        {
+            long v = Volatile.Read(ref *st);
+            long f = v & 0xFFFFFFFF, b = v >> 32;
+            if (f >= b) return -1;
+            if (Interlocked.CompareExchange(ref *st, Pack(f, b - 1), v) == v) return b - 1;
+        }
+    }
+
+    static void Chunk<TE>(int k, float* x, GemvSegment* segs, int count, long c, int chunkRows, long rows) where TE : unmanaged, IGemmElem =>
+        Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows));
 
     /// <summary>Global rows [r0, r1) of the concatenated segments.</summary>
     static void Range<TE>(int k, float* x, GemvSegment* segs, int count, long r0, long r1) where TE : unmanaged, IGemmElem
