@@ -11,18 +11,24 @@ namespace MMSharp.Bench;
 /// The weight reads of one decode step of the InternVL3-1B language model (random BF16 weights, nothing but the
 /// M = 1 products), issued three ways and alternated per repetition so a busy machine affects all alike:
 /// <c>separate</c> (one <see cref="Linear.Forward"/> per weight, 169 calls), <c>fused</c> (q/k/v and gate/up as one
-/// <see cref="Linear.ForwardFused"/> call each, 97 calls) and <c>head</c> (the LM head alone). Prints weight GB/s per
-/// variant beside the copy and read bandwidth, and the cost of an empty <see cref="Par.For"/>.
+/// <see cref="Linear.ForwardFused"/> call each, 97 calls) and <c>head</c> (the LM head alone), each with the rows split
+/// as given by --items (0: one contiguous share per thread with stealing, the default; 4: four items per thread, the
+/// earlier Par.For split). Prints weight GB/s per variant (median and best repetition) beside the copy bandwidth, and
+/// the cost of an empty <see cref="Par.For"/>.
 /// </summary>
 static class DecodeGemvBench
 {
-    /// <summary>Options: --threads 1,2 --reps 9 --items 4 (work items per thread of the fused kernel, internal GemvMulti.ItemsPerThread).</summary>
+    /// <summary>Options: --threads 1,2 --reps 9 --items 0,4 (work items per thread of the fused kernel, internal GemvMulti.ItemsPerThread; 0 = shares with stealing) --prefetch 0,1024 (software prefetch distance in bytes) --hint 0,1,2 (prefetcht0, t1, nta).</summary>
     public static void Run(Options opts)
     {
         int reps = opts.Ints("reps", [9])[0];
         var items = typeof(Tensor).Assembly.GetType("MMSharp.Engine.Kernels.GemvMulti")!
             .GetField("ItemsPerThread", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
         int[] itemCounts = opts.Ints("items", [(int)items.GetValue(null)!]);
+        int[] prefetches = opts.Ints("prefetch", [0]);
+        int[] hints = opts.Ints("hint", [0]);
+        var hint = items.DeclaringType!.GetField("PrefetchHint", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
+        var prefetch = items.DeclaringType!.GetField("PrefetchBytes", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
         var c = new Qwen2Config("Qwen2ForCausalLM", 151674, 896, 4864, 24, 14, 2, 64, 32768, 1e-6, 1000000.0, null,
             false, "silu", null, 151645);
         using var lm = new Qwen2ForCausalLM(c, DType.BF16);
@@ -44,27 +50,41 @@ static class DecodeGemvBench
         {
             double copy = BandwidthBench.CopyGBs(threads);
             Par.Threads = threads;
-            var times = new Dictionary<string, List<double>> { ["separate"] = [], ["head"] = [] };
-            foreach (int n in itemCounts) times[$"fused_items{n}"] = [];
+            // variants: separate_i{items}, fused_i{items}_pf{bytes}_h{hint}, head (items 0: stealing shares; 4: the old Par.For split)
+            var times = new Dictionary<string, List<double>> { ["head"] = [] };
+            foreach (int n in itemCounts)
+            {
+                times[$"separate_i{n}_pf0_h0"] = [];
+                foreach (int pf in prefetches) foreach (int h in pf == 0 ? [0] : hints) times[$"fused_i{n}_pf{pf}_h{h}"] = [];
+            }
             for (int rep = 0; rep < reps; rep++)
                 foreach (var v in times.Keys)
                 {
-                    if (v.StartsWith("fused_items")) items.SetValue(null, int.Parse(v["fused_items".Length..]));
+                    items.SetValue(null, 0); prefetch.SetValue(null, 0); hint.SetValue(null, 0);
+                    if (v != "head")
+                    {
+                        var cfg = v[(v.IndexOf("_i") + 2)..].Replace("_pf", " ").Replace("_h", " ").Split(' ');
+                        items.SetValue(null, int.Parse(cfg[0]));
+                        prefetch.SetValue(null, int.Parse(cfg[1]));
+                        hint.SetValue(null, int.Parse(cfg[2]));
+                    }
                     long t0 = Stopwatch.GetTimestamp();
                     if (v == "head") lm.LmHead.Forward(x).Dispose();
                     else
                     {
-                        foreach (var layer in lm.Model.Layers) Layer(layer, x, xi, v != "separate");
+                        foreach (var layer in lm.Model.Layers) Layer(layer, x, xi, v.StartsWith("fused"));
                         lm.LmHead.Forward(x).Dispose();
                     }
                     if (rep > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
                 }
+            if (opts.Get("kinds") != null) KindBreakdown(lm, x, xi, reps, headBytes);
             double parUs = ParOverheadUs();
             long all = layerBytes + headBytes;
             var parts = times.Select(kv =>
             {
-                double t = BandwidthBench.Median(kv.Value);
-                return $"{kv.Key}_ms={t * 1e3:F1} ({(kv.Key == "head" ? headBytes : all) / t / 1e9:F1} GB/s)";
+                double t = BandwidthBench.Median(kv.Value), best = kv.Value.Min();
+                long b = kv.Key == "head" ? headBytes : all;
+                return $"{kv.Key}_ms={t * 1e3:F1} ({b / t / 1e9:F1} GB/s, best {b / best / 1e9:F1})";
             });
             Console.WriteLine($"decode-gemv threads={threads} copy_gbs={copy:F1} {string.Join(" ", parts)} " +
                 $"empty_par_for_us={parUs:F2} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
@@ -89,6 +109,63 @@ static class DecodeGemvBench
         }
         m.DownProj.Forward(xi).Dispose();
     }
+
+    /// <summary>Weight GB/s per kind of matrix, timed call by call inside the full separate sequence and with its 24
+    /// matrices back to back (--kinds).</summary>
+    static void KindBreakdown(Qwen2ForCausalLM lm, Tensor x, Tensor xi, int reps, long headBytes)
+    {
+        // each weight kind alone: its 24 matrices back to back
+        var kinds = new Dictionary<string, Func<Qwen2DecoderLayer, Linear>>
+        {
+            ["q"] = l => l.SelfAttn.QProj, ["k"] = l => l.SelfAttn.KProj, ["o"] = l => l.SelfAttn.OProj,
+            ["gate"] = l => l.Mlp.GateProj, ["down"] = l => l.Mlp.DownProj,
+        };
+        // the same weights timed call by call inside the full separate sequence
+        var inSeq = new double[8];
+        var names = new[] { "q", "k", "v", "o", "gate", "up", "down", "head" };
+        for (int rep = 0; rep < reps; rep++)
+        {
+            int idx = 0;
+            void Timed(Linear l, Tensor input)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                l.Forward(input).Dispose();
+                if (rep > 0) inSeq[idx] += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                idx++;
+            }
+            foreach (var layer in lm.Model.Layers)
+            {
+                idx = 0;
+                Timed(layer.SelfAttn.QProj, x); Timed(layer.SelfAttn.KProj, x); Timed(layer.SelfAttn.VProj, x); Timed(layer.SelfAttn.OProj, x);
+                Timed(layer.Mlp.GateProj, x); Timed(layer.Mlp.UpProj, x); Timed(layer.Mlp.DownProj, xi);
+            }
+            idx = 7;
+            Timed(lm.LmHead, x);
+        }
+        long[] kindBytes = [.. names.Take(7).Select(n => lm.Model.Layers.Sum(l => Pick(l, n).Weight.NumEl * 2)), headBytes];
+        Console.WriteLine("  in-sequence ms/token (GB/s): " + string.Join(" ", names.Select((n, i) =>
+            $"{n}={inSeq[i] / (reps - 1) * 1e3:F2}({kindBytes[i] * (reps - 1) / inSeq[i] / 1e9:F1})")));
+        var kindGbs = new List<string>();
+        foreach (var (kind, pick) in kinds)
+        {
+            var ts = new List<double>();
+            for (int rep = 0; rep < reps; rep++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                foreach (var layer in lm.Model.Layers) { var l = pick(layer); l.Forward(l.InFeatures == x.Shape[2] ? x : xi).Dispose(); }
+                if (rep > 0) ts.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            long bytes = lm.Model.Layers.Sum(l => pick(l).Weight.NumEl * 2);
+            kindGbs.Add($"{kind}={bytes / BandwidthBench.Median(ts) / 1e9:F1}");
+        }
+        Console.WriteLine($"  per-kind GB/s (24 matrices back to back): {string.Join(" ", kindGbs)}");
+    }
+
+    static Linear Pick(Qwen2DecoderLayer l, string name) => name switch
+    {
+        "q" => l.SelfAttn.QProj, "k" => l.SelfAttn.KProj, "v" => l.SelfAttn.VProj, "o" => l.SelfAttn.OProj,
+        "gate" => l.Mlp.GateProj, "up" => l.Mlp.UpProj, _ => l.Mlp.DownProj,
+    };
 
     /// <summary>Microseconds per Par.For over Threads empty items (fork, join, nothing else).</summary>
     static double ParOverheadUs()
