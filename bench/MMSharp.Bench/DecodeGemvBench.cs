@@ -18,17 +18,13 @@ namespace MMSharp.Bench;
 /// </summary>
 static class DecodeGemvBench
 {
-    /// <summary>Options: --threads 1,2 --reps 9 --items 0,4 (work items per thread of the fused kernel, internal GemvMulti.ItemsPerThread; 0 = shares with stealing) --prefetch 0,1024 (software prefetch distance in bytes) --hint 0,1,2 (prefetcht0, t1, nta).</summary>
+    /// <summary>Options: --threads 1,2 --reps 9 --items 0,4 (work items per thread of the fused kernel, internal GemvMulti.ItemsPerThread; 0 = shares with stealing) --kinds 1 (per-kind breakdown).</summary>
     public static void Run(Options opts)
     {
         int reps = opts.Ints("reps", [9])[0];
         var items = typeof(Tensor).Assembly.GetType("MMSharp.Engine.Kernels.GemvMulti")!
             .GetField("ItemsPerThread", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
         int[] itemCounts = opts.Ints("items", [(int)items.GetValue(null)!]);
-        int[] prefetches = opts.Ints("prefetch", [0]);
-        int[] hints = opts.Ints("hint", [0]);
-        var hint = items.DeclaringType!.GetField("PrefetchHint", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
-        var prefetch = items.DeclaringType!.GetField("PrefetchBytes", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
         var c = new Qwen2Config("Qwen2ForCausalLM", 151674, 896, 4864, 24, 14, 2, 64, 32768, 1e-6, 1000000.0, null,
             false, "silu", null, 151645);
         using var lm = new Qwen2ForCausalLM(c, DType.BF16);
@@ -50,24 +46,17 @@ static class DecodeGemvBench
         {
             double copy = BandwidthBench.CopyGBs(threads);
             Par.Threads = threads;
-            // variants: separate_i{items}, fused_i{items}_pf{bytes}_h{hint}, head (items 0: stealing shares; 4: the old Par.For split)
+            // variants: separate_i{items}, fused_i{items}, head (items 0: stealing shares; 4: the earlier Par.For split)
             var times = new Dictionary<string, List<double>> { ["head"] = [] };
             foreach (int n in itemCounts)
             {
-                times[$"separate_i{n}_pf0_h0"] = [];
-                foreach (int pf in prefetches) foreach (int h in pf == 0 ? [0] : hints) times[$"fused_i{n}_pf{pf}_h{h}"] = [];
+                times[$"separate_i{n}"] = [];
+                times[$"fused_i{n}"] = [];
             }
             for (int rep = 0; rep < reps; rep++)
                 foreach (var v in times.Keys)
                 {
-                    items.SetValue(null, 0); prefetch.SetValue(null, 0); hint.SetValue(null, 0);
-                    if (v != "head")
-                    {
-                        var cfg = v[(v.IndexOf("_i") + 2)..].Replace("_pf", " ").Replace("_h", " ").Split(' ');
-                        items.SetValue(null, int.Parse(cfg[0]));
-                        prefetch.SetValue(null, int.Parse(cfg[1]));
-                        hint.SetValue(null, int.Parse(cfg[2]));
-                    }
+                    items.SetValue(null, v == "head" ? 0 : int.Parse(v[(v.IndexOf("_i") + 2)..]));
                     long t0 = Stopwatch.GetTimestamp();
                     if (v == "head") lm.LmHead.Forward(x).Dispose();
                     else

@@ -114,33 +114,6 @@ internal static unsafe class GemmSmallM
         return r;
     }
 
-    /// <summary><see cref="Row1{TE}"/> (same sums in the same order) with a software prefetch <paramref name="pf"/> bytes ahead (hint 0: L1, 1: L2, 2: non-temporal).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float Row1Prefetch<TE>(int k, float* a, void* w, int pf, int hint) where TE : unmanaged, IGemmElem
-    {
-        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-        byte* ahead = (byte*)w + pf;
-        int p = 0;
-        for (; p + 64 <= k; p += 64)
-        {
-            byte* q = ahead + (long)p * TE.Bytes;
-            for (int line = 0; line < 16 * TE.Bytes; line += 16)
-            {
-                if (hint == 0) Sse.Prefetch0(q + line * 4);
-                else if (hint == 1) Sse.Prefetch1(q + line * 4);
-                else Sse.PrefetchNonTemporal(q + line * 4);
-            }
-            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + p), TE.Load16(w, p), s0);
-            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + p + 16), TE.Load16(w, p + 16), s1);
-            s2 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + p + 32), TE.Load16(w, p + 32), s2);
-            s3 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + p + 48), TE.Load16(w, p + 48), s3);
-        }
-        for (; p + 16 <= k; p += 16) s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + p), TE.Load16(w, p), s0);
-        float r = Vector512.Sum((s0 + s1) + (s2 + s3));
-        for (; p < k; p++) r += a[p] * TE.Get(w, p);
-        return r;
-    }
-
     /// <summary>Reduces four accumulators, adds the scalar k tail, stores four adjacent outputs.</summary>
     static void Tail<TE>(int k, int p, float* a, void* w0, void* w1, void* w2, void* w3, float* c, float beta,
         Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3) where TE : unmanaged, IGemmElem

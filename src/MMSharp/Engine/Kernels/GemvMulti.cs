@@ -118,25 +118,9 @@ internal static unsafe class GemvMulti
         }
     }
 
-    /// <summary>Software prefetch distance in bytes ahead of the weight stream (0: none; experiment knob).</summary>
-    internal static int PrefetchBytes = 0;
-
-    /// <summary>0: prefetcht0, 1: prefetcht1, 2: prefetchnta (experiment knob).</summary>
-    internal static int PrefetchHint = 0;
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Rows<TE>(int k, float* x, void* w, long ldw, float* bias, float* y, int j0, int j1) where TE : unmanaged, IGemmElem
     {
-        int pf = PrefetchBytes;
-        if (pf > 0)
-        {
-            for (int j = j0; j < j1; j++)
-            {
-                float v = GemmSmallM.Row1Prefetch<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw), pf, PrefetchHint);
-                y[j] = bias != null ? v + bias[j] : v;
-            }
-            return;
-        }
         // bias + 1·v in the unfused path (bias copied into y, then beta = 1) is v + bias: the same float
         if (bias != null)
             for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw)) + bias[j];
