@@ -67,6 +67,7 @@ static class DecodeGemvBench
                     if (rep > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
                 }
             if (opts.Get("kinds") != null) KindBreakdown(lm, x, xi, reps, headBytes);
+            if (opts.Get("pattern") != null) Patterns(lm, x, xi, reps, opts);
             double parUs = ParOverheadUs();
             long all = layerBytes + headBytes;
             var parts = times.Select(kv =>
@@ -99,7 +100,7 @@ static class DecodeGemvBench
         m.DownProj.Forward(xi).Dispose();
     }
 
-    /// <summary>Weight GB/s per kind of matrix, timed call by call inside the full separate sequence and with its 24
+    /// <summary>Weight GB/s per kind of matrix, timed call by call inside the fused sequence and with its 24
     /// matrices back to back (--kinds).</summary>
     static void KindBreakdown(Qwen2ForCausalLM lm, Tensor x, Tensor xi, int reps, long headBytes)
     {
@@ -109,30 +110,32 @@ static class DecodeGemvBench
             ["q"] = l => l.SelfAttn.QProj, ["k"] = l => l.SelfAttn.KProj, ["o"] = l => l.SelfAttn.OProj,
             ["gate"] = l => l.Mlp.GateProj, ["down"] = l => l.Mlp.DownProj,
         };
-        // the same weights timed call by call inside the full separate sequence
-        var inSeq = new double[8];
-        var names = new[] { "q", "k", "v", "o", "gate", "up", "down", "head" };
+        // the fused sequence timed call by call: q/k/v, o, gate/up, down per layer, then the head
+        var inSeq = new double[5];
+        var names = new[] { "qkv", "o", "gate_up", "down", "head" };
         for (int rep = 0; rep < reps; rep++)
         {
-            int idx = 0;
-            void Timed(Linear l, Tensor input)
+            long t = Stopwatch.GetTimestamp();
+            void Lap(int i)
             {
-                long t0 = Stopwatch.GetTimestamp();
-                l.Forward(input).Dispose();
-                if (rep > 0) inSeq[idx] += Stopwatch.GetElapsedTime(t0).TotalSeconds;
-                idx++;
+                long now = Stopwatch.GetTimestamp();
+                if (rep > 0) inSeq[i] += Stopwatch.GetElapsedTime(t, now).TotalSeconds;
+                t = now;
             }
             foreach (var layer in lm.Model.Layers)
             {
-                idx = 0;
-                Timed(layer.SelfAttn.QProj, x); Timed(layer.SelfAttn.KProj, x); Timed(layer.SelfAttn.VProj, x); Timed(layer.SelfAttn.OProj, x);
-                Timed(layer.Mlp.GateProj, x); Timed(layer.Mlp.UpProj, x); Timed(layer.Mlp.DownProj, xi);
+                var a = layer.SelfAttn;
+                var m = layer.Mlp;
+                Linear.ForwardFused(x, a.QProj, a.KProj, a.VProj)!.Dispose(); Lap(0);
+                a.OProj.Forward(x).Dispose(); Lap(1);
+                Linear.ForwardFused(x, m.GateProj, m.UpProj)!.Dispose(); Lap(2);
+                m.DownProj.Forward(xi).Dispose(); Lap(3);
             }
-            idx = 7;
-            Timed(lm.LmHead, x);
+            lm.LmHead.Forward(x).Dispose(); Lap(4);
         }
-        long[] kindBytes = [.. names.Take(7).Select(n => lm.Model.Layers.Sum(l => Pick(l, n).Weight.NumEl * 2)), headBytes];
-        Console.WriteLine("  in-sequence ms/token (GB/s): " + string.Join(" ", names.Select((n, i) =>
+        long Bytes(params string[] kinds) => lm.Model.Layers.Sum(l => kinds.Sum(n => Pick(l, n).Weight.NumEl * 2));
+        long[] kindBytes = [Bytes("q", "k", "v"), Bytes("o"), Bytes("gate", "up"), Bytes("down"), headBytes];
+        Console.WriteLine("  fused sequence, ms/token (GB/s): " + string.Join(" ", names.Select((n, i) =>
             $"{n}={inSeq[i] / (reps - 1) * 1e3:F2}({kindBytes[i] * (reps - 1) / inSeq[i] / 1e9:F1})")));
         var kindGbs = new List<string>();
         foreach (var (kind, pick) in kinds)
@@ -148,6 +151,39 @@ static class DecodeGemvBench
             kindGbs.Add($"{kind}={bytes / BandwidthBench.Median(ts) / 1e9:F1}");
         }
         Console.WriteLine($"  per-kind GB/s (24 matrices back to back): {string.Join(" ", kindGbs)}");
+    }
+
+    /// <summary>GB/s of chosen fused calls per layer over all layers, e.g. --pattern gate_up --pattern qkv+o+gate_up+down
+    /// (one pattern per option value; kinds qkv, o, gate_up, down).</summary>
+    static void Patterns(Qwen2ForCausalLM lm, Tensor x, Tensor xi, int reps, Options opts)
+    {
+        foreach (var pat in opts.AllValues("pattern"))
+        {
+            var kinds = pat.Split('+');
+            var ts = new List<double>();
+            long bytes = 0;
+            for (int rep = 0; rep < reps; rep++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                foreach (var layer in lm.Model.Layers)
+                {
+                    var a = layer.SelfAttn;
+                    var m = layer.Mlp;
+                    foreach (var k in kinds)
+                    {
+                        if (k == "qkv") Linear.ForwardFused(x, a.QProj, a.KProj, a.VProj)!.Dispose();
+                        else if (k == "o") a.OProj.Forward(x).Dispose();
+                        else if (k == "gate_up") Linear.ForwardFused(x, m.GateProj, m.UpProj)!.Dispose();
+                        else m.DownProj.Forward(xi).Dispose();
+                    }
+                }
+                if (rep > 0) ts.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            foreach (var layer in lm.Model.Layers)
+                foreach (var k in kinds)
+                    bytes += (k switch { "qkv" => new[] { "q", "k", "v" }, "gate_up" => ["gate", "up"], _ => [k] }).Sum(n => Pick(layer, n).Weight.NumEl * 2);
+            Console.WriteLine($"  pattern {pat}: {bytes / BandwidthBench.Median(ts) / 1e9:F1} GB/s (best {bytes / ts.Min() / 1e9:F1})");
+        }
     }
 
     static Linear Pick(Qwen2DecoderLayer l, string name) => name switch

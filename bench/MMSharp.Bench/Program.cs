@@ -6,7 +6,7 @@ using MMSharp.Bench;
 //   mmsharp-bench attention [--threads T] [--t 1024] [--d 64] [--reps 5]
 //   mmsharp-bench generate --preset internvl3-1b [--threads T]
 //   mmsharp-bench gemv-stream [--k 896] [--threads 1,2]
-//   mmsharp-bench decode-gemv [--threads 1,2] [--reps 9] [--items 0,4] [--kinds 1]
+//   mmsharp-bench decode-gemv [--threads 1,2] [--reps 9] [--items 0,4] [--kinds 1] [--pattern gate_up,qkv+o+gate_up+down]
 //   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24] [--attention decode,tiled] [--fused on,off]
 // --clock cpu times single-threaded cases with the thread's CPU clock (tuning on a busy machine).
 // Comparisons are ratios measured side by side in one run (ours and OpenBLAS alternate per repetition).
