@@ -42,8 +42,8 @@ static class DecodeProfile
         var decodePath = typeof(Tensor).Assembly.GetType("MMSharp.Engine.Kernels.DecodeAttention")!
             .GetField("Enabled", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
         foreach (int threads in opts.Ints("threads", [1, 2]))
-        foreach (var attention in (opts.Get("attention") ?? "decode,tiled").Split(','))
-        foreach (var fused in (opts.Get("fused") ?? "on").Split(','))
+        foreach (var attention in opts.AllValues("attention") is { Count: > 0 } a ? a : ["decode", "tiled"])
+        foreach (var fused in opts.AllValues("fused") is { Count: > 0 } f ? f : ["on"])
         {
             decodePath.SetValue(null, attention == "decode");
             Linear.FusedInference = fused == "on";
