@@ -68,6 +68,7 @@ static class DecodeGemvBench
                 }
             if (opts.Get("kinds") != null) KindBreakdown(lm, x, xi, reps, headBytes);
             if (opts.Get("pattern") != null) Patterns(lm, x, xi, reps, opts);
+            if (opts.Get("split") != null) HeadSplit(lm, x, reps, opts.Ints("split", [1]), headBytes);
             double parUs = ParOverheadUs();
             long all = layerBytes + headBytes;
             var parts = times.Select(kv =>
@@ -154,7 +155,7 @@ static class DecodeGemvBench
     }
 
     /// <summary>GB/s of chosen fused calls per layer over all layers, e.g. --pattern gate_up --pattern qkv+o+gate_up+down
-    /// (one pattern per option value; kinds qkv, o, gate_up, down).</summary>
+    /// (one pattern per option value; kinds qkv, q, o, gate_up, gate, up, down).</summary>
     static void Patterns(Qwen2ForCausalLM lm, Tensor x, Tensor xi, int reps, Options opts)
     {
         foreach (var pat in opts.AllValues("pattern"))
@@ -174,6 +175,9 @@ static class DecodeGemvBench
                         if (k == "qkv") Linear.ForwardFused(x, a.QProj, a.KProj, a.VProj)!.Dispose();
                         else if (k == "o") a.OProj.Forward(x).Dispose();
                         else if (k == "gate_up") Linear.ForwardFused(x, m.GateProj, m.UpProj)!.Dispose();
+                        else if (k == "gate") m.GateProj.Forward(x).Dispose();
+                        else if (k == "up") m.UpProj.Forward(x).Dispose();
+                        else if (k == "q") a.QProj.Forward(x).Dispose();
                         else m.DownProj.Forward(xi).Dispose();
                     }
                 }
@@ -184,6 +188,38 @@ static class DecodeGemvBench
                     bytes += (k switch { "qkv" => new[] { "q", "k", "v" }, "gate_up" => ["gate", "up"], _ => [k] }).Sum(n => Pick(layer, n).Weight.NumEl * 2);
             Console.WriteLine($"  pattern {pat}: {bytes / BandwidthBench.Median(ts) / 1e9:F1} GB/s (best {bytes / ts.Min() / 1e9:F1})");
         }
+    }
+
+    /// <summary>The LM head as 1, 10, 100… calls over consecutive row ranges (--split): the cost of a call as such.</summary>
+    static void HeadSplit(Qwen2ForCausalLM lm, Tensor x, int reps, int[] splits, long headBytes)
+    {
+        var w = lm.LmHead.Weight.Data;
+        int n = w.Shape[0];
+        var parts = new List<string>();
+        var ts = splits.ToDictionary(s => s, _ => new List<double>());
+        for (int rep = 0; rep < reps; rep++)
+            foreach (int s in splits)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                for (int i = 0; i < s; i++)
+                {
+                    int r0 = (int)((long)n * i / s), r1 = (int)((long)n * (i + 1) / s);
+                    using var rows = Ops.Narrow(w, 0, r0, r1 - r0);
+                    Ops.Linear(x, rows).Dispose();
+                }
+                if (rep > 0) ts[s].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+        foreach (int s in splits)
+            parts.Add($"calls={s}: {headBytes / BandwidthBench.Median(ts[s]) / 1e9:F1} GB/s ({BandwidthBench.Median(ts[s]) * 1e6 / s:F0} us/call)");
+        // a call on cached weights (the first 64 rows, 112 KiB): what a call costs besides streaming
+        using (var few = Ops.Narrow(w, 0, 0, 64))
+        {
+            for (int i = 0; i < 1000; i++) Ops.Linear(x, few).Dispose();
+            long t0 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < 20000; i++) Ops.Linear(x, few).Dispose();
+            parts.Add($"cached 64-row call: {Stopwatch.GetElapsedTime(t0).TotalMicroseconds / 20000:F2} us");
+        }
+        Console.WriteLine("  head split: " + string.Join(", ", parts));
     }
 
     static Linear Pick(Qwen2DecoderLayer l, string name) => name switch
