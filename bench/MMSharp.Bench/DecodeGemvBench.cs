@@ -48,11 +48,6 @@ static class DecodeGemvBench
             Par.Threads = threads;
             // variants: separate_i{items}, fused_i{items}, head (items 0: stealing shares; 4: the earlier Par.For split)
             var times = new Dictionary<string, List<double>> { ["head"] = [] };
-            var pollSpin = typeof(Par).GetField("PollSpin", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
-            var joinSpin = typeof(Par).GetField("JoinSpinMicroseconds", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
-            int defaultPoll = (int)pollSpin.GetValue(null)!, defaultJoin = (int)joinSpin.GetValue(null)!;
-            // --poll 30: also fused_i0 with the worker polling every Thread.SpinWait(30) and the join backing off at once
-            foreach (int poll in opts.Ints("poll", [])) times[$"fused_i0_poll{poll}"] = [];
             foreach (int n in itemCounts)
             {
                 times[$"separate_i{n}"] = [];
@@ -61,10 +56,7 @@ static class DecodeGemvBench
             for (int rep = 0; rep < reps; rep++)
                 foreach (var v in times.Keys)
                 {
-                    bool pollVariant = v.Contains("_poll");
-                    pollSpin.SetValue(null, pollVariant ? int.Parse(v[(v.IndexOf("_poll") + 5)..]) : defaultPoll);
-                    joinSpin.SetValue(null, pollVariant ? 0 : defaultJoin);
-                    items.SetValue(null, v == "head" ? 0 : int.Parse(v[(v.IndexOf("_i") + 2)..].Split('_')[0]));
+                    items.SetValue(null, v == "head" ? 0 : int.Parse(v[(v.IndexOf("_i") + 2)..]));
                     long t0 = Stopwatch.GetTimestamp();
                     if (v == "head") lm.LmHead.Forward(x).Dispose();
                     else
@@ -205,17 +197,9 @@ static class DecodeGemvBench
         int n = w.Shape[0];
         var parts = new List<string>();
         var ts = splits.ToDictionary(s => s, _ => new List<double>());
-        var tsOld = splits.ToDictionary(s => s, _ => new List<double>());
-        var pollSpin = typeof(Par).GetField("PollSpin", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
-        var joinSpin = typeof(Par).GetField("JoinSpinMicroseconds", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
-        int defaultPoll = (int)pollSpin.GetValue(null)!, defaultJoin = (int)joinSpin.GetValue(null)!;
         for (int rep = 0; rep < reps; rep++)
             foreach (int s in splits)
-            foreach (bool old in new[] { false, true })
             {
-                // old: the worker polls every Thread.SpinWait(30) and the join backs off at once (the earlier Par)
-                pollSpin.SetValue(null, old ? 30 : defaultPoll);
-                joinSpin.SetValue(null, old ? 0 : defaultJoin);
                 long t0 = Stopwatch.GetTimestamp();
                 for (int i = 0; i < s; i++)
                 {
@@ -223,13 +207,10 @@ static class DecodeGemvBench
                     using var rows = Ops.Narrow(w, 0, r0, r1 - r0);
                     Ops.Linear(x, rows).Dispose();
                 }
-                if (rep > 0) (old ? tsOld : ts)[s].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                if (rep > 0) ts[s].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
             }
-        pollSpin.SetValue(null, defaultPoll);
-        joinSpin.SetValue(null, defaultJoin);
         foreach (int s in splits)
-            parts.Add($"calls={s}: {headBytes / BandwidthBench.Median(ts[s]) / 1e9:F1} GB/s ({BandwidthBench.Median(ts[s]) * 1e6 / s:F0} us/call; " +
-                $"earlier Par polling {headBytes / BandwidthBench.Median(tsOld[s]) / 1e9:F1} GB/s)");
+            parts.Add($"calls={s}: {headBytes / BandwidthBench.Median(ts[s]) / 1e9:F1} GB/s ({BandwidthBench.Median(ts[s]) * 1e6 / s:F0} us/call)");
         // a call on cached weights (the first 64 rows, 112 KiB): what a call costs besides streaming
         using (var few = Ops.Narrow(w, 0, 0, 64))
         {
@@ -240,7 +221,7 @@ static class DecodeGemvBench
         }
         long s0 = Stopwatch.GetTimestamp();
         for (int i = 0; i < 10000; i++) Thread.SpinWait(30);
-        parts.Add($"Thread.SpinWait(30): {Stopwatch.GetElapsedTime(s0).TotalMicroseconds / 10000:F2} us");
+        parts.Add($"Thread.SpinWait(30) (Par's idle-worker poll): {Stopwatch.GetElapsedTime(s0).TotalMicroseconds / 10000:F2} us");
         Console.WriteLine("  head split: " + string.Join(", ", parts));
     }
 

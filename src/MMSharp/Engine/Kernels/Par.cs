@@ -24,15 +24,6 @@ public static class Par
     /// <summary>How long an idle worker polls for the next job before it sleeps.</summary>
     public static int SpinMicroseconds { get; set; } = 200;
 
-    /// <summary>
-    /// Thread.SpinWait iterations between two polls of an idle worker (one is ~40-70 ns here; 30 was ~1.2-2 µs,
-    /// which a decode step's ~100 GEMVs of 30-300 µs each paid as a late start every time).
-    /// </summary>
-    internal static int PollSpin = 1;
-
-    /// <summary>How long the caller polls tightly for the last items to finish before it backs off (yields).</summary>
-    internal static int JoinSpinMicroseconds = 20;
-
     /// <summary>One Par.For call. Workers that wake late find every item claimed and leave without touching the
     /// next job, so the caller waits only for items to finish, never for a descheduled worker to show up.</summary>
     sealed class Job(Action<int> body, int count)
@@ -98,7 +89,7 @@ public static class Par
             int job;
             while ((job = Volatile.Read(ref w.Job)) == seen)
             {
-                if (Stopwatch.GetTimestamp() < spinUntil) { Thread.SpinWait(PollSpin); continue; }
+                if (Stopwatch.GetTimestamp() < spinUntil) { Thread.SpinWait(30); continue; }
                 Interlocked.Exchange(ref w.Sleeping, 1);
                 if (Volatile.Read(ref w.Job) != seen)
                 {
@@ -150,15 +141,8 @@ public static class Par
             _inside = true;
             try { RunItems(job); }
             finally { _inside = false; }
-            // tight polling first (items end within microseconds of each other when all threads run), then back off
-            // so that a descheduled worker sharing this core gets it
-            if (Volatile.Read(ref job.Pending) > 0)
-            {
-                long tightUntil = Stopwatch.GetTimestamp() + JoinSpinMicroseconds * Stopwatch.Frequency / 1_000_000;
-                while (Volatile.Read(ref job.Pending) > 0 && Stopwatch.GetTimestamp() < tightUntil) Thread.SpinWait(1);
-                while (Volatile.Read(ref job.Pending) > 0)
-                    if (!Thread.Yield()) Thread.SpinWait(1);
-            }
+            var spin = new SpinWait();
+            while (Volatile.Read(ref job.Pending) > 0) spin.SpinOnce(-1);
             Volatile.Write(ref _current, null);
             if (job.Error != null) throw new AggregateException("a parallel work item failed", job.Error);
         }
