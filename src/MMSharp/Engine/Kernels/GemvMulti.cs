@@ -26,9 +26,11 @@ internal unsafe struct GemvSegment
 /// views).
 /// </summary>
 /// <remarks>
-/// Measured on the InternVL3-1B decode weights, 2 threads (bench decode-gemv): the earlier split (4 work items per
-/// thread, claimed in order) was ~5% slower; a call costs ~5 µs besides its streaming (the LM head cut into 400 calls
-/// drops from 63 to 43 GB/s), which is why the projections that share an input are fused.
+/// Measured on the InternVL3-1B decode weights, 2 threads (bench decode-gemv): on a quiet machine the earlier split
+/// (4 work items per thread, claimed in order; <see cref="ItemsPerThread"/> = 4) was 5-8% slower; with another process
+/// busy on one of the two cores it measured 10-30% faster than this one (not understood yet). A call costs ~5 µs
+/// besides its streaming (the LM head cut into 400 calls drops from 63 to 43 GB/s), which is why the projections
+/// that share an input are fused.
 /// </remarks>
 internal static unsafe class GemvMulti
 {
