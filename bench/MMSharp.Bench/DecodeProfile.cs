@@ -3,6 +3,7 @@ using MMSharp.Engine;
 using MMSharp.Engine.Autograd;
 using MMSharp.Engine.Kernels;
 using MMSharp.Models.InternVL;
+using MMSharp.NN;
 
 namespace MMSharp.Bench;
 
@@ -15,7 +16,8 @@ namespace MMSharp.Bench;
 static class DecodeProfile
 {
     /// <summary>Options: --threads 1,2 --prompt 256 --steps 64 --layers 24 --attention decode,tiled (the tiled path
-    /// is the general kernel, for a side-by-side comparison in one run).</summary>
+    /// is the general kernel, for a side-by-side comparison in one run) --fused on,off (q/k/v and gate/up projections
+    /// of a step as one GEMV pass each, <see cref="Linear.FusedInference"/>, or as separate calls).</summary>
     public static void Run(Options opts)
     {
         int prompt = opts.Ints("prompt", [256])[0], steps = opts.Ints("steps", [64])[0];
@@ -40,9 +42,11 @@ static class DecodeProfile
         var decodePath = typeof(Tensor).Assembly.GetType("MMSharp.Engine.Kernels.DecodeAttention")!
             .GetField("Enabled", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
         foreach (int threads in opts.Ints("threads", [1, 2]))
-        foreach (var attention in (opts.Get("attention") ?? "decode,tiled").Split(','))
+        foreach (var attention in opts.AllValues("attention") is { Count: > 0 } a ? a : ["decode", "tiled"])
+        foreach (var fused in opts.AllValues("fused") is { Count: > 0 } f ? f : ["on"])
         {
             decodePath.SetValue(null, attention == "decode");
+            Linear.FusedInference = fused == "on";
             Par.Threads = threads;
             double gbs = BandwidthBench.CopyGBs(threads);
             double bound = gbs * 1e9 / weightBytes;
@@ -77,7 +81,7 @@ static class DecodeProfile
             long freshPerRun = Interlocked.Read(ref BufferPool.FreshAllocations) - fresh;
             Array.Sort(times);
             double tps = times.Length / total;
-            Console.WriteLine($"threads={threads} attention={attention} copy_gbs={gbs:F1} bound_tps={bound:F1} decode_tps={tps:F2} ratio={tps / bound:F2} " +
+            Console.WriteLine($"threads={threads} attention={attention} fused={fused} copy_gbs={gbs:F1} bound_tps={bound:F1} decode_tps={tps:F2} ratio={tps / bound:F2} " +
                 $"ms/token median={times[times.Length / 2]:F1} min={times[0]:F1} max={times[^1]:F1} prefill_s={prefillS:F2} " +
                 $"fresh_allocs={freshPerRun} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
             Console.WriteLine($"  read_gbs={readGbs:F1} (weights-only bound {readGbs * 1e9 / weightBytes:F1} tok/s) " +
@@ -95,19 +99,31 @@ static class DecodeProfile
         }
     }
 
-    /// <summary>Tokens/s if a token cost only its M = 1 linears (same weights, same order, no other op).</summary>
+    /// <summary>Tokens/s if a token cost only its M = 1 linears (same weights, same order, no other op), issued as the
+    /// decoder issues them: q/k/v and gate/up as one fused call each when <see cref="Linear.FusedInference"/> is on.</summary>
     static double GemvOnlyTps(Qwen2ForCausalLM lm, int reps)
     {
-        var linears = lm.NamedModules().Select(m => m.Module).OfType<MMSharp.NN.Linear>().ToArray();
-        var xs = linears.Select(l => Tensor.RandN([1, 1, l.InFeatures], 3)).ToArray();
+        using var x = Tensor.RandN([1, 1, lm.Config.HiddenSize], 3);
+        using var xi = Tensor.RandN([1, 1, lm.Config.IntermediateSize], 4);
+        using var _ = GradMode.NoGrad();
         var times = new List<double>();
         for (int r = 0; r < reps; r++)
         {
             var sw = Stopwatch.StartNew();
-            for (int i = 0; i < linears.Length; i++) linears[i].Forward(xs[i]).Dispose();
+            foreach (var layer in lm.Model.Layers)
+            {
+                var a = layer.SelfAttn;
+                var m = layer.Mlp;
+                using (var qkv = Linear.ForwardFused(x, a.QProj, a.KProj, a.VProj))
+                    if (qkv == null) { a.QProj.Forward(x).Dispose(); a.KProj.Forward(x).Dispose(); a.VProj.Forward(x).Dispose(); }
+                a.OProj.Forward(x).Dispose();
+                using (var gu = Linear.ForwardFused(x, m.GateProj, m.UpProj))
+                    if (gu == null) { m.GateProj.Forward(x).Dispose(); m.UpProj.Forward(x).Dispose(); }
+                m.DownProj.Forward(xi).Dispose();
+            }
+            lm.LmHead.Forward(x).Dispose();
             times.Add(sw.Elapsed.TotalSeconds);
         }
-        foreach (var x in xs) x.Dispose();
         return 1 / BandwidthBench.Median(times.Skip(1).ToList());
     }
 

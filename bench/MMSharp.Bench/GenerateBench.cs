@@ -9,7 +9,8 @@ namespace MMSharp.Bench;
 
 /// <summary>
 /// Whole-model generation speed on random BF16 weights of a real geometry (no download): one 448×448 tile, a chat
-/// prompt of the usual length, greedy decoding on the KV cache. decode_bound_tps is what memory bandwidth allows:
+/// prompt of the usual length, greedy decoding on the KV cache (a few untimed warm-up steps, then the timed ones).
+/// decode_bound_tps is what memory bandwidth allows:
 /// measured copy bandwidth (bytes read + written per second, <see cref="BandwidthBench"/>) over the bytes one decoded
 /// token must read — every LLM weight except the embedding table (one row) plus the cached keys and values.
 /// </summary>
@@ -41,6 +42,10 @@ static unsafe class GenerateBench
     """;
 
     const int ImgContextId = 151667, TextTokens = 60, DecodeTokens = 32;
+
+    /// <summary>Untimed decode steps before the timed ones: the first step compiles the M = 1 kernels and the
+    /// decode-only ops (tens of ms of JIT), which is not the steady-state speed the bound is compared with.</summary>
+    const int WarmupTokens = 3;
 
     public static void Run(Options opts)
     {
@@ -89,17 +94,18 @@ static unsafe class GenerateBench
         }
 
         // full chat-style generation: prefill with the image, then greedy decode steps
-        using var cache = model.NewCache(1, T + DecodeTokens + 1);
+        using var cache = model.NewCache(1, T + WarmupTokens + DecodeTokens + 1);
         var logits = model.Prefill(idsT, pixels, cache);
         using var step = Tensor.Empty([1], DType.I64);
-        var swd = Stopwatch.StartNew();
-        for (int i = 0; i < DecodeTokens; i++)
+        Stopwatch? swd = null;
+        for (int i = -WarmupTokens; i < DecodeTokens; i++)
         {
+            if (i == 0) swd = Stopwatch.StartNew();
             using (var am = Ops.ArgMax(logits, -1)) step.SetFlat(0, am.GetFlatLong(0));
             logits.Dispose();
             logits = model.DecodeStep(step, cache);
         }
-        double decodeS = swd.Elapsed.TotalSeconds;
+        double decodeS = swd!.Elapsed.TotalSeconds;
         logits.Dispose();
 
         var llm = config.Llm;
@@ -107,7 +113,7 @@ static unsafe class GenerateBench
             .Where(p => p.Name != "model.embed_tokens.weight")
             .Sum(p => p.Parameter.NumEl * p.Parameter.DType.SizeOf())
             + (long)llm.HiddenSize * DType.BF16.SizeOf();                         // the one embedding row
-        long avgCached = T + DecodeTokens / 2;
+        long avgCached = T + WarmupTokens + DecodeTokens / 2;                   // cached positions of the average timed step
         long kvBytes = 2L * llm.NumHiddenLayers * llm.NumKeyValueHeads * avgCached * llm.HeadDim * sizeof(float);
         double bound = copyGBs * 1e9 / (weightBytes + kvBytes);
         double peakMb = Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);

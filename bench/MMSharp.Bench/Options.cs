@@ -23,5 +23,8 @@ sealed class Options
 
     public string? Get(string name) => _values.TryGetValue(name, out var l) ? l[^1] : null;
 
+    /// <summary>Every value given for the option (empty when absent).</summary>
+    public IReadOnlyList<string> AllValues(string name) => _values.TryGetValue(name, out var l) ? l : [];
+
     public int[] Ints(string name, int[] defaults) => _values.TryGetValue(name, out var l) ? l.Select(int.Parse).ToArray() : defaults;
 }

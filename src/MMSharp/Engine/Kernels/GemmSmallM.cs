@@ -17,6 +17,14 @@ internal static unsafe class GemmSmallM
     /// <summary>C[i, j] = sum_p A[i*lda + p] * W[j*ldw + p] (+ beta C). A rows contiguous.</summary>
     internal static void Dot<TE>(int m, int n, int k, float* a, long lda, void* w, long ldw, float* c, long ldc, float beta) where TE : unmanaged, IGemmElem
     {
+        if (m == 1 && (beta == 0f || beta == 1f))
+        {
+            // decode: the same Row1 outputs, split so each thread streams one contiguous share (GemvMulti);
+            // beta = 1 adds the C already there (Ops.Linear's preloaded bias) exactly as Put does
+            var seg = new GemvSegment { W = w, Ldw = ldw, Rows = n, Bias = beta == 1f ? c : null, Out = c };
+            GemvMulti.Run<TE>(k, a, &seg, 1);
+            return;
+        }
         // Items of at least ~64K multiply-adds (a worker wake-up costs microseconds), up to 4 per thread so a
         // thread that is descheduled on a busy machine holds up only a small share; each covers a fixed range
         // of outputs (multiples of 8 W rows), so results do not depend on the thread count.
@@ -87,8 +95,9 @@ internal static unsafe class GemmSmallM
         Tail<TE>(k, p, a, w, w1, w2, w3, c, beta, s0, s1, s2, s3);
     }
 
+    /// <summary>One output of the M = 1 path: sum_p a[p] * w[p] (four 16-lane accumulators, fixed order).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static float Row1<TE>(int k, float* a, void* w) where TE : unmanaged, IGemmElem
+    internal static float Row1<TE>(int k, float* a, void* w) where TE : unmanaged, IGemmElem
     {
         Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
         int p = 0;

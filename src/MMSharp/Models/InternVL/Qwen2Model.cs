@@ -55,11 +55,14 @@ public sealed class Qwen2Attention : Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, Tensor? keyValid = null, Tensor? segmentIds = null)
     {
         int B = x.Shape[0], T = x.Shape[1], hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads;
-        using var q = ProjectHeads(QProj, x, B, T, nH, hd);                       // [B, nH, T, hd]
-        using var k = ProjectHeads(KProj, x, B, T, nKV, hd);                      // [B, nKV, T, hd]
-        using var vFlat = VProj.Forward(x);
-        using var v4 = Ops.Reshape(vFlat, B, T, nKV, hd);
-        using var v = Ops.Transpose(v4, 1, 2);                                    // [B, nKV, T, hd]
+        // a decode step (one row) reads the three weights in one parallel pass; otherwise three GEMMs
+        using var qkv = Linear.ForwardFused(x, QProj, KProj, VProj);               // [B, T, (nH + 2 nKV)·hd] or null
+        using var qFlat = qkv != null ? Ops.Narrow(qkv, 2, 0, nH * hd) : QProj.Forward(x);
+        using var kFlat = qkv != null ? Ops.Narrow(qkv, 2, nH * hd, nKV * hd) : KProj.Forward(x);
+        using var vFlat = qkv != null ? Ops.Narrow(qkv, 2, (nH + nKV) * hd, nKV * hd) : VProj.Forward(x);
+        using var q = SplitHeads(qFlat, B, T, nH, hd);                            // [B, nH, T, hd]
+        using var k = SplitHeads(kFlat, B, T, nKV, hd);                           // [B, nKV, T, hd]
+        using var v = SplitHeads(vFlat, B, T, nKV, hd);                           // [B, nKV, T, hd]
         Tensor qRot, kRot;
         using (Profiler.Time(ProfileCategory.Rope))
         {
@@ -89,10 +92,9 @@ public sealed class Qwen2Attention : Module
             return OProj.Forward(merged);
     }
 
-    static Tensor ProjectHeads(Linear proj, Tensor x, int B, int T, int heads, int hd)
+    static Tensor SplitHeads(Tensor flat, int B, int T, int heads, int hd)
     {
-        using var flat = proj.Forward(x);                                         // [B, T, heads·hd]
-        using var split = Ops.Reshape(flat, B, T, heads, hd);
+        using var split = Ops.Reshape(flat, B, T, heads, hd);                     // flat [B, T, heads·hd]
         return Ops.Transpose(split, 1, 2);                                        // [B, heads, T, hd]
     }
 }
@@ -111,8 +113,11 @@ public sealed class Qwen2MLP : Module
 
     public Tensor Forward(Tensor x)
     {
-        using var gate = GateProj.Forward(x);
-        using var up = UpProj.Forward(x);
+        // a decode step (one row) reads both weights in one parallel pass; otherwise two GEMMs
+        using var gateUp = Linear.ForwardFused(x, GateProj, UpProj);              // [B, T, 2·I] or null
+        int inter = GateProj.OutFeatures;
+        using var gate = gateUp != null ? Ops.Narrow(gateUp, gateUp.Rank - 1, 0, inter) : GateProj.Forward(x);
+        using var up = gateUp != null ? Ops.Narrow(gateUp, gateUp.Rank - 1, inter, inter) : UpProj.Forward(x);
         using var act = Ops.SiluMul(gate, up);
         return DownProj.Forward(act);
     }
