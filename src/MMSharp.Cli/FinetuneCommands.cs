@@ -177,7 +177,7 @@ static class FinetuneCommands
         dir ??= Path.Combine(Path.GetTempPath(), $"mmsharp-demo-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
         string dataDir = Path.Combine(dir, "data"), modelDir = Path.Combine(dir, "model"), runDir = Path.Combine(dir, "run"), finalDir = Path.Combine(dir, "final");
         Console.WriteLine($"demo: working in {dir}");
-        var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed, maxCount: maxCount, kinds: kinds);
+        var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed, InternVLPresets.Demo.ImageSize, maxCount, kinds);
         Console.WriteLine($"demo: {trainN} training and {valN} held-out shape questions in {dataDir} ({clock.Elapsed.TotalSeconds:F0} s)");
         long n = InternVLPresets.WriteShapesDemoModel(modelDir, "demo", seed, out int vocab);
         Console.WriteLine($"demo: random InternVL model with {n:N0} parameters, vocabulary {vocab}, in {modelDir}");
@@ -203,6 +203,7 @@ static class FinetuneCommands
         var spec = new DatasetSpec("val", Path.GetFullPath(dataDir), Path.GetFullPath(shapes.ValJsonl));
         int eos = tok.TokenToId("<|im_end|>")!.Value;
         int correct = 0, total = 0, shown = 0;
+        var perKind = new SortedDictionary<string, (int Correct, int Total)>(StringComparer.Ordinal);
         long line = 0;
         foreach (var text in File.ReadLines(shapes.ValJsonl))
         {
@@ -219,8 +220,12 @@ static class FinetuneCommands
             bool ok = ShapesDataset.IsCorrect(reply, answer);
             correct += ok ? 1 : 0;
             total++;
+            string kind = System.Text.Json.JsonDocument.Parse(text).RootElement.TryGetProperty("kind", out var k) ? k.GetString() ?? "?" : "?";
+            var (kc, kt) = perKind.GetValueOrDefault(kind);
+            perKind[kind] = (kc + (ok ? 1 : 0), kt + 1);
             if (shown++ < 6) Console.WriteLine($"  Q: {question,-36} A: {reply.Trim(),-10} (expected {answer}) {(ok ? "ok" : "WRONG")}");
         }
+        Console.WriteLine("demo: by question kind: " + string.Join(", ", perKind.Select(p => FormattableString.Invariant($"{p.Key} {p.Value.Correct}/{p.Value.Total}"))));
         double acc = total == 0 ? 0 : (double)correct / total;
         Console.WriteLine(FormattableString.Invariant($"demo: held-out exact-match accuracy {acc:F3} ({correct}/{total}) in {clock.Elapsed.TotalSeconds:F0} s"));
         return 0;

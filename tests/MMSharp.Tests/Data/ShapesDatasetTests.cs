@@ -6,7 +6,7 @@ namespace MMSharp.Tests.Data;
 
 public class ShapesDatasetTests
 {
-    /// <summary>Connected components (4-neighbour) of non-white pixels, with their colour and centroid.</summary>
+    /// <summary>Connected components (4-neighbour) of non-white pixels, with their colour and centroid (in cells of the 3×3 grid).</summary>
     private static List<(byte R, byte G, byte B, double X, double Y)> Components(RgbImage img)
     {
         int w = img.Width, h = img.Height;
@@ -31,12 +31,13 @@ public class ShapesDatasetTests
                     seen[r] = true; stack.Push(r);
                 }
             }
-            result.Add((p[3 * start], p[3 * start + 1], p[3 * start + 2], (sx / n + 0.5) / w * 56, (sy / n + 0.5) / h * 56));
+            result.Add((p[3 * start], p[3 * start + 1], p[3 * start + 2], (sx / n + 0.5) / w * 3, (sy / n + 0.5) / h * 3));   // centroid in cell units
         }
         return result;
     }
 
     [Theory]
+    [InlineData(42)]
     [InlineData(56)]
     [InlineData(112)]
     public void Answers_MatchTheRenderedPixels(int size)
@@ -48,6 +49,11 @@ public class ShapesDatasetTests
             kinds[ex.Kind] = kinds.GetValueOrDefault(ex.Kind) + 1;
             var comps = Components(ex.Image);
             Assert.Equal(ex.Items.Count, comps.Count);   // shapes never touch
+            Assert.Equal(ex.Items.Count, ex.Items.Select(it => it.Shape).Distinct().Count());   // shapes and colours differ within an image
+            Assert.Equal(ex.Items.Count, ex.Items.Select(it => it.Color).Distinct().Count());
+            foreach (var k in comps)   // each shape lies inside one cell of the 3×3 grid (one image token of the demo model)
+                Assert.Contains(ex.Items, it => Math.Abs(k.X - (ShapesDataset.Positions[it.Position].Col + 0.5)) < 0.1
+                                             && Math.Abs(k.Y - (ShapesDataset.Positions[it.Position].Row + 0.5)) < 0.1);
             switch (ex.Kind)
             {
                 case "count":
@@ -61,13 +67,12 @@ public class ShapesDatasetTests
                     var pos = ShapesDataset.Positions.Single(p => p.Name == ex.Answer);
                     string colour = ex.Question.Split(' ')[3];
                     var col = ShapesDataset.Colors.Single(k => k.Name == colour);
-                    Assert.Contains(comps, k => k.R == col.R && k.G == col.G && k.B == col.B && Math.Abs(k.X - pos.X) < 3 && Math.Abs(k.Y - pos.Y) < 3);
+                    Assert.Contains(comps, k => k.R == col.R && k.G == col.G && k.B == col.B && Math.Abs(k.X - (pos.Col + 0.5)) < 0.1 && Math.Abs(k.Y - (pos.Row + 0.5)) < 0.1);
                     break;
                 case "shape":
                     Assert.Contains(ex.Answer, ShapesDataset.Shapes);
-                    var item = ex.Items.Single(it => ShapesDataset.Shapes[it.Shape] == ex.Answer &&
+                    Assert.Single(ex.Items, it => ShapesDataset.Shapes[it.Shape] == ex.Answer &&
                         (ex.Items.Count == 1 || ex.Question.Contains(ShapesDataset.Colors[it.Color].Name)));
-                    Assert.NotNull(item);
                     break;
             }
         }
