@@ -20,7 +20,7 @@ public static class CliApp
         root.Subcommands.Add(ChatCommand.Build(io));
         root.Subcommands.Add(InferCommand.Build(io));
         root.Subcommands.Add(EvalCommand.Build(io));
-        root.Subcommands.Add(FinetuneCommands.Finetune());
+        root.Subcommands.Add(FinetuneCommands.Finetune(io));
         root.Subcommands.Add(FinetuneCommands.Init());
         root.Subcommands.Add(FinetuneCommands.Export());
         root.Subcommands.Add(FinetuneCommands.Demo());

@@ -26,7 +26,7 @@ static class FinetuneCommands
 
     static Flag B(List<Flag> flags, string name, string help, Action<FinetuneSettings, bool> set) => F(flags, name, help, set);
 
-    public static Command Finetune()
+    public static Command Finetune(CliConsole io)
     {
         var flags = new List<Flag>();
         F<string>(flags, "--model", "HF InternVL model directory to start from (config.json, safetensors, tokenizer files).", (s, v) => s.Model = v);
@@ -69,6 +69,8 @@ static class FinetuneCommands
         F<int>(flags, "--max-seq-length", "Truncate samples to this many tokens (default 8192).", (s, v) => s.MaxSeqLength = v);
         F<int>(flags, "--max-dynamic-patch", "Maximum tiles per image in dynamic tiling (default: the model's config).", (s, v) => s.MaxDynamicPatch = v);
         B(flags, "--group-by-length", "Batch samples of similar length together.", (s, v) => s.GroupByLength = v);
+        B(flags, "--packing", "Pack each micro-batch's samples into rows of at most --max-packed-tokens tokens (first fit); attention stays inside each sample, positions restart at 0, and each token keeps its own sample's --loss-reduction weight.", (s, v) => s.Packing = v);
+        F<int>(flags, "--max-packed-tokens", "Tokens per packed row with --packing (default 4096); a longer sample gets a row of its own.", (s, v) => s.MaxPackedTokens = v);
         B(flags, "--streaming", "Read JSONL in constant memory (resumable at the exact sample).", (s, v) => s.Streaming = v);
         F<long>(flags, "--max-samples", "Use at most N training samples.", (s, v) => s.MaxSamples = v);
         B(flags, "--no-progress", "Plain log lines instead of the progress bar.", (s, v) => s.NoProgress = v);
@@ -85,13 +87,13 @@ static class FinetuneCommands
                 var s = r.GetValue(config) is string path ? FinetuneSettings.Load(path) : new FinetuneSettings();
                 foreach (var f in flags)
                     if (r.GetResult(f.Option) is { Implicit: false }) f.Apply(s, r);
-                string last = FinetuneRunner.Run(s, Console.Out);
-                Console.WriteLine($"finetune: last checkpoint {last}");
+                string last = FinetuneRunner.Run(s, io.Out);
+                io.Out.WriteLine($"finetune: last checkpoint {last}");
                 return 0;
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
             {
-                Console.Error.WriteLine($"error: {e.Message}");
+                io.Err.WriteLine($"error: {e.Message}");
                 return 1;
             }
         });

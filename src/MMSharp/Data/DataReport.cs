@@ -17,7 +17,8 @@ public enum BadRecordKind
     EmptyConversation,
     /// <summary>A turn's <c>from</c> is not system/human/gpt.</summary>
     UnknownRole,
-    /// <summary><c>max_seq_length</c> truncation cut image tokens (the official code asserts and drops the sample).</summary>
+    /// <summary><c>max_seq_length</c> truncation cut the image tokens of a single- or multi-image record (the official code
+    /// asserts on the <c>&lt;/img&gt;</c> count and drops the sample). Videos are kept, as officially: the model zeroes that loss.</summary>
     ImageTokensTruncated,
     /// <summary>The video could not be read (no frame source, or the reader failed).</summary>
     UnreadableVideo,

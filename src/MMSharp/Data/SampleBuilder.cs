@@ -77,14 +77,22 @@ public sealed class SampleBuilder(Qwen2Tokenizer tokenizer, SampleBuilderOptions
                 record.Source, datasetIndex);
         }
 
-        // Single image: the official code prepends "<image>\n" when the first turn has none. It looks at turn 0 even when that
-        // is a system turn (the tag then lands in the system prompt and the sample fails its image count); we use the first
-        // human turn instead, which is what such records mean.
-        if (record.Images.Count == 1 && !turns[firstHuman].Value.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal)
-            && !turns.Any(t => t.From == "human" && t.Value.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal)))
-            turns[firstHuman] = turns[firstHuman] with { Value = InternVLPrompt.ImagePlaceholder + "\n" + turns[firstHuman].Value };
         int tags = turns.Where(t => t.From == "human").Sum(t => CountTags(t.Value));
-        if (tags != record.Images.Count)
+        if (tags > record.Images.Count)   // a bad record of its own here; the official code would leave the extra tags as text
+            throw new BadRecordException(BadRecordKind.ImageTagMismatch,
+                $"{tags} <image> tag(s) in the human turns but {record.Images.Count} image(s)");
+        // Single image: the official multi_modal_get_item prepends "<image>\n" to conversations[0] when that turn has none,
+        // whatever its role. We do the same whenever the official sample survives: with a tag in a later human turn the
+        // prepended one takes the image and the later one stays text; with a leading system turn the prepended tag stays
+        // literal text in the system prompt. Only when no human turn has a tag and turn 0 is not a human turn would the
+        // official sample fail its image count and be dropped; we put the tag in the first human turn instead.
+        if (record.Images.Count == 1 && !turns[0].Value.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal))
+        {
+            int at = tags > 0 || turns[0].From == "human" ? 0 : firstHuman;
+            if (at < 0) throw new BadRecordException(BadRecordKind.ImageTagMismatch, "an image but no human turn to hold it");
+            turns[at] = turns[at] with { Value = InternVLPrompt.ImagePlaceholder + "\n" + turns[at].Value };
+        }
+        else if (tags < record.Images.Count)   // the official preprocess asserts current_image_idx == num_image
             throw new BadRecordException(BadRecordKind.ImageTagMismatch,
                 $"{tags} <image> tag(s) in the human turns but {record.Images.Count} image(s)");
 
@@ -123,46 +131,78 @@ public sealed class SampleBuilder(Qwen2Tokenizer tokenizer, SampleBuilderOptions
         {
             throw new BadRecordException(BadRecordKind.UnreadableVideo, $"cannot read video {path}: {e.Message}");
         }
+        // The official video_get_item works on conversations[0]; with a leading system turn its frames land in the system
+        // prompt and the sample is always dropped on its image count. We use the first human turn (the same turn otherwise).
+        if (firstHuman < 0) throw new BadRecordException(BadRecordKind.ImageTagMismatch, "a video but no human turn to hold it");
         if (!turns[firstHuman].Value.Contains("<video>", StringComparison.Ordinal))
             turns[firstHuman] = turns[firstHuman] with { Value = "<video>\n" + turns[firstHuman].Value };
         string prefix = string.Concat(Enumerable.Range(0, frames.Count).Select(i => $"Frame-{i + 1}: <image>\n"));
         turns[firstHuman] = turns[firstHuman] with { Value = turns[firstHuman].Value.Replace("<video>\n", prefix, StringComparison.Ordinal) };
         // Each frame is one tile: the training transform is a single resize to S x S.
         var tiles = frames.Select(f => f.Width == Options.ImageSize && f.Height == Options.ImageSize ? f : f.Resize(Options.ImageSize, Options.ImageSize)).ToList();
-        var s = Preprocess(turns, Enumerable.Repeat(Options.NumImageToken, tiles.Count).ToList(), tiles.Count);
+        // No </img> count check for videos: the official video_get_item has none, so a video cut inside its frame tokens is
+        // kept and the model forward's mismatch rule multiplies that micro-batch's loss by 0 (InternVLTraining.Loss).
+        var s = Preprocess(turns, Enumerable.Repeat(Options.NumImageToken, tiles.Count).ToList(), tiles.Count, checkImageEnds: false);
         return new TrainingSample(s.Ids, s.Labels, ImageNormalizer.ToChwBatch(tiles, Options.Mean, Options.Std), tiles.Count, Options.ImageSize,
             Enumerable.Repeat(1, tiles.Count).ToArray(), Enumerable.Repeat(1, tiles.Count).ToArray(), record.Source, datasetIndex);
     }
 
     /// <summary>
-    /// <c>get_frame_indices(sample='rand')</c>: <c>intervals = linspace(0, vlen, n+1).astype(int)</c>, one random index in
-    /// <c>[a, b-1)</c> per interval (or <c>a</c> when empty); padded with the last index when fewer. <c>clip</c> restricts the range.
+    /// <c>get_frame_indices(sample='rand')</c> of the official dataset: <c>acc = min(n, vlen)</c>,
+    /// <c>intervals = linspace(0, vlen, acc+1).astype(int)</c> (i·(vlen/acc) in double, truncated; the last one is vlen),
+    /// one random index in <c>[a, b-1)</c> per interval; if any of those ranges is empty, a sorted random choice of acc distinct
+    /// frames instead (the official <c>except</c> branch); then padded to n with the last index. With <c>clip</c> [start, end] s:
+    /// <c>vlen = int((end-start)·fps)</c> from frame <c>int(start·fps)</c> (kept inside the video).
     /// </summary>
     public static int[] RandomFrameIndices(int n, int frameCount, double fps, (double Start, double End)? clip, Rng rng)
     {
+        if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), "at least one frame");
         int first = 0, vlen = frameCount;
         if (clip is { } c && fps > 0)
         {
             first = Math.Clamp((int)(c.Start * fps), 0, Math.Max(0, frameCount - 1));
-            vlen = Math.Clamp((int)(c.End * fps), first + 1, frameCount) - first;
+            vlen = Math.Min((int)((c.End - c.Start) * fps), frameCount - first);
         }
         if (vlen <= 0) throw new InvalidDataException("video has no frames");
-        n = Math.Min(n, vlen);
-        var result = new int[n];
-        for (int i = 0; i < n; i++)
+        int acc = Math.Min(n, vlen);
+        double step = (double)vlen / acc;
+        var bounds = new int[acc + 1];
+        for (int i = 0; i < acc; i++) bounds[i] = (int)(i * step);   // numpy linspace: arange * step, then astype(int)
+        bounds[acc] = vlen;                                             // endpoint
+        var picked = new int[acc];
+        bool anyEmpty = false;
+        for (int i = 0; i < acc; i++) anyEmpty |= bounds[i + 1] - 1 <= bounds[i];
+        if (!anyEmpty)
+            for (int i = 0; i < acc; i++) picked[i] = bounds[i] + rng.NextInt(bounds[i + 1] - 1 - bounds[i]);   // random.choice(range(a, b-1))
+        else
         {
-            int a = (int)((long)vlen * i / n), b = (int)((long)vlen * (i + 1) / n);
-            result[i] = first + (b - 1 > a ? a + rng.NextInt(b - 1 - a) : a);
+            var perm = Enumerable.Range(0, vlen).ToArray();             // np.random.permutation(vlen)[:acc], sorted
+            for (int i = 0; i < acc; i++) { int j = i + rng.NextInt(vlen - i); (perm[i], perm[j]) = (perm[j], perm[i]); }
+            Array.Copy(perm, picked, acc);
+            Array.Sort(picked);
         }
+        var result = new int[n];
+        for (int i = 0; i < n; i++) result[i] = first + picked[Math.Min(i, acc - 1)];   // padded with the last frame
         return result;
     }
 
-    private (long[] Ids, long[] Labels) Preprocess(List<ConversationTurn> turns, List<int> tokenList, int numImage)
+    // Single and multi-image samples: the official multi_modal_*_get_item assert that exactly num_image </img> ids survived
+    // the max_seq_length truncation; a failing sample raises and __getitem__ retries another index. Here it is skipped and
+    // reported (BadRecordKind.ImageTokensTruncated), which keeps the run deterministic.
+    private (long[] Ids, long[] Labels) Preprocess(List<ConversationTurn> turns, List<int> tokenList, int numImage, bool checkImageEnds = true)
     {
-        var s = InternVLPreprocessor.Preprocess(turns, tokenizer, tokenList, numImage, textOnly: false,
-            modelMaxLength: Options.MaxSeqLength, template: Options.Template);
+        SupervisedSample s;
+        try
+        {
+            s = InternVLPreprocessor.Preprocess(turns, tokenizer, tokenList, numImage, textOnly: false,
+                modelMaxLength: Options.MaxSeqLength, template: Options.Template);
+        }
+        catch (ArgumentException e)   // e.g. "<video>" not followed by "\n": no frame tags (the official assert drops it)
+        {
+            throw new BadRecordException(BadRecordKind.ImageTagMismatch, e.Message);
+        }
         int ends = s.InputIds.Count(id => id == _imgEndId);
-        if (ends != numImage)
+        if (checkImageEnds && ends != numImage)
             throw new BadRecordException(BadRecordKind.ImageTokensTruncated,
                 $"max_seq_length {Options.MaxSeqLength} truncation kept {ends} of {numImage} </img> token(s) (the official code drops such samples)");
         return (ToLong(s.InputIds), ToLong(s.Labels));

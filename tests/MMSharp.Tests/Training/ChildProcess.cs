@@ -7,7 +7,8 @@ namespace MMSharp.Tests.Training;
 
 /// <summary>
 /// Entry point of the test assembly when it is started as a process of its own (<c>dotnet exec MMSharp.Tests.dll
-/// train-child DIR</c>), so a test can kill a real training run with SIGKILL. The test runner never calls it.
+/// train-child DIR</c>, or <c>mmsharp ARGS…</c> for the real command line), so a test can kill a real training run with
+/// SIGKILL. The test runner never calls it.
 /// </summary>
 public static class Program
 {
@@ -19,7 +20,8 @@ public static class Program
             TrainerTests.Train(TrainerTests.Options(args[1]) with { SaveInterval = 5 }, _ => Thread.Sleep(15));
             return 0;
         }
-        Console.Error.WriteLine("usage: MMSharp.Tests.dll train-child OUTPUT_DIR");
+        if (args.Length > 0 && args[0] == "mmsharp") return MMSharp.Cli.CliApp.Run(args[1..]);
+        Console.Error.WriteLine("usage: MMSharp.Tests.dll train-child OUTPUT_DIR | mmsharp ARGS...");
         return 2;
     }
 }

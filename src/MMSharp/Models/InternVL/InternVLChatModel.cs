@@ -178,13 +178,16 @@ public sealed class InternVLChatModel : Module
 
     /// <summary>
     /// Full forward: input_ids [B, T] (I64/I32), pixel_values [N, 3, S, S] or null, image_flags [N] or null ->
-    /// logits [B, T, V] (F32). Positions 0…T−1, causal attention, no cache.
+    /// logits [B, T, V] (F32). Positions 0…T−1, causal attention, no cache. Packed training rows (several samples in one
+    /// row) pass <paramref name="positionIds"/> (I64 [B, T], restarting at 0 in every sample) and
+    /// <paramref name="segmentIds"/> (I64 [B, T], one id per sample): each sample then attends only to itself.
     /// </summary>
-    public Tensor Forward(Tensor inputIds, Tensor? pixelValues = null, Tensor? imageFlags = null)
+    public Tensor Forward(Tensor inputIds, Tensor? pixelValues = null, Tensor? imageFlags = null,
+        Tensor? positionIds = null, Tensor? segmentIds = null)
     {
         using var features = pixelValues != null ? ExtractFeature(pixelValues) : null;
         using var embeds = EmbedInputs(inputIds, features, imageFlags);
-        var logits = LanguageModel.Forward(embeds, cache: null, lastOnly: false, _tap);
+        var logits = LanguageModel.Forward(embeds, cache: null, lastOnly: false, _tap, positionIds: positionIds, segmentIds: segmentIds);
         _tap?.Invoke("logits", logits);
         return logits;
     }

@@ -54,10 +54,18 @@ public sealed record FinetuneSettings
     public int MaxSeqLength { get; set; } = 8192;
     public int? MaxDynamicPatch { get; set; }
     public bool GroupByLength { get; set; }
+    public bool Packing { get; set; }
+    public int MaxPackedTokens { get; set; } = 4096;
     public bool Streaming { get; set; }
     public long? MaxSamples { get; set; }
     public bool NoProgress { get; set; }
     public bool NoTensorboard { get; set; }
+
+    /// <summary>
+    /// Settings (JSON names) that may differ between the parts of one run without changing its result; they are left
+    /// out of the run configuration saved with a checkpoint, which a resume compares with its own.
+    /// </summary>
+    public static readonly string[] PerInvocation = ["output", "resume", "stop-after-step", "no-load-optim", "dump-tensors", "no-progress", "no-tensorboard"];
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -85,6 +93,7 @@ public static class FinetuneRunner
         if (s.MaxSteps == null && s.Epochs == null) throw new ArgumentException("finetune: give --max-steps or --epochs");
         var reduction = Enum.Parse<TrainLossReduction>(s.LossReduction, ignoreCase: true);
         var decay = Enum.Parse<LrDecay>(s.LrScheduler, ignoreCase: true);
+        if (s.Packing && s.MaxPackedTokens < 2) throw new ArgumentException($"finetune: --max-packed-tokens {s.MaxPackedTokens} must be at least 2");
         var plan = new BatchPlan(s.MicroBatchSize, s.GlobalBatchSize ?? s.MicroBatchSize);
 
         var spec = new FinetuneModelSpec(modelDir, s.LoraLlm, s.LoraVision, s.LoraAlpha, s.LoraDropout);
@@ -98,7 +107,7 @@ public static class FinetuneRunner
         {
             Data = dataPath, ValData = s.ValData, ValRate = s.ValRate, Seed = s.Seed, MicroBatchSize = s.MicroBatchSize,
             MaxSamples = s.MaxSamples, Streaming = s.Streaming, GroupByLength = s.GroupByLength, GroupSize = plan.MicroSteps,
-            LossReduction = reduction,
+            LossReduction = reduction, PackMaxTokens = s.Packing ? s.MaxPackedTokens : null,
             Builder = new SampleBuilderOptions
             {
                 ImageSize = cfg.ImageSize, NumImageToken = perTile, DynamicImageSize = cfg.DynamicImageSize,
@@ -127,29 +136,51 @@ public static class FinetuneRunner
             ShowProgress = !s.NoProgress, TensorBoard = !s.NoTensorboard,
         };
         var runConfig = spec.ToJson();
-        runConfig["finetune"] = JsonSerializer.SerializeToNode(s, FinetuneSettings.Json);
+        var saved = JsonSerializer.SerializeToNode(s, FinetuneSettings.Json)!.AsObject();
+        foreach (var key in FinetuneSettings.PerInvocation) saved.Remove(key); // a resume must not look like a changed run
+        runConfig["finetune"] = saved;
         log.WriteLine($"finetune: {model.NumParameters(trainableOnly: true):N0} trainable of {model.NumParameters():N0} parameters; " +
                       $"{maxSteps} steps of {plan.GlobalBatchSize} samples ({plan.MicroSteps} x {plan.MicroBatchSize}); data {data.TrainCount?.ToString() ?? "streamed"} train / {data.ValCount} val");
-        var trainer = new Trainer<InternVLBatch>(new InternVLTrainable(model, reduction), train, options, val, runConfig) { Log = log };
+        var trainer = new Trainer<InternVLBatch>(new InternVLTrainable(model, reduction) { Log = log }, train, options, val, runConfig) { Log = log };
         trainer.Run();
         train.Dispose();
         if (data.Report.Total > 0) log.WriteLine($"data: {data.Report}");
         return trainer.Checkpoints.IterationDirectory(trainer.Step);
     }
 
-    /// <summary>A collated data batch as model tensors (packed rows are not supported by the model's attention yet).</summary>
+    /// <summary>
+    /// A collated data batch as model tensors. A packed batch (fewer rows than samples) also gets its position ids,
+    /// segment ids and per-row <c>cu_seqlens</c>, so each sample attends only to itself and its tokens carry the
+    /// weights of its own n_eff.
+    /// </summary>
     public static InternVLBatch ToModelBatch(Batch b)
     {
-        for (int r = 0; r < b.B; r++)
-            if (b.SegmentIds.Skip(r * b.T).Take(b.T).Where(x => x >= 0).Distinct().Count() > 1)
-                throw new NotSupportedException("finetune: packed rows need per-sample attention, which the model does not implement yet; drop --pack-max-tokens");
         bool images = b.TileCount > 0;
+        bool packed = b.Samples.Count > b.B;
         return new InternVLBatch
         {
             InputIds = b.InputIdsTensor(), Labels = b.LabelsTensor(),
             PixelValues = images ? b.PixelValuesTensor() : null,
             ImageFlags = images ? Tensor.FromArray(b.ImageFlags.Select(f => (long)f).ToArray(), b.ImageFlags.Length) : null,
+            PositionIds = packed ? b.PositionIdsTensor() : null,
+            SegmentIds = packed ? b.SegmentIdsTensor() : null,
+            CuSeqlens = packed ? CuSeqlens(b) : null,
         };
+    }
+
+    /// <summary>[0, len0, len0+len1, …] of every row, from the segment ids (samples 0, 1, … in order, −1 on padding).</summary>
+    static int[][] CuSeqlens(Batch b)
+    {
+        var rows = new int[b.B][];
+        for (int r = 0; r < b.B; r++)
+        {
+            var seg = b.SegmentIds.AsSpan(r * b.T, b.T);
+            var cu = new List<int> { 0 };
+            for (int t = 0; t < b.T && seg[t] >= 0; t++)
+                if (t + 1 == b.T || seg[t + 1] != seg[t]) cu.Add(t + 1);   // a sample ends here
+            rows[r] = cu.ToArray();
+        }
+        return rows;
     }
 
     /// <summary>The training data as an <see cref="IBatchSource{TBatch}"/>; the previous batch is released when the next is taken.</summary>

@@ -8,7 +8,8 @@ namespace MMSharp.Models.InternVL;
 /// One micro-batch of InternVL supervised fine-tuning: <c>input_ids</c> and <c>labels</c> [B, T] (I64, labels −100
 /// outside assistant replies and on padding), the tiles of all images in row order <c>pixel_values</c> [N, 3, S, S] with
 /// <c>image_flags</c> [N] (0 = padding tile), and for packed rows the sample boundaries of each row
-/// (<c>cu_seqlens</c> = [0, len0, len0+len1, …]); without them each row is one sample.
+/// (<c>cu_seqlens</c> = [0, len0, len0+len1, …]) with <c>position_ids</c> (restarting at 0 in every sample) and segment
+/// ids (one per sample, −1 on padding) [B, T] I64, which keep attention inside each sample; without them each row is one sample.
 /// </summary>
 public sealed class InternVLBatch : IDisposable
 {
@@ -17,6 +18,8 @@ public sealed class InternVLBatch : IDisposable
     public Tensor? PixelValues { get; init; }
     public Tensor? ImageFlags { get; init; }
     public int[][]? CuSeqlens { get; init; }
+    public Tensor? PositionIds { get; init; }
+    public Tensor? SegmentIds { get; init; }
 
     public int BatchSize => InputIds.Shape[0];
     public int Length => InputIds.Shape[1];
@@ -35,6 +38,8 @@ public sealed class InternVLBatch : IDisposable
         Labels.Dispose();
         PixelValues?.Dispose();
         ImageFlags?.Dispose();
+        PositionIds?.Dispose();
+        SegmentIds?.Dispose();
     }
 }
 
@@ -45,36 +50,120 @@ public sealed class InternVLBatch : IDisposable
 public static class InternVLTraining
 {
     /// <summary>
-    /// The micro-batch loss: logits[:, :-1] against labels[:, 1:], ignore −100.
-    /// <see cref="LossReduction.Token"/>: the plain mean over supervised tokens (<c>CrossEntropyLoss()</c>).
-    /// Sample / square: Σ CE_t·w_t / Σ w_t with w_t = len2weight(n_eff of t's sample) taken from the unshifted labels
-    /// and then shifted (<c>loss_weight[..., 1:]</c>), as the official packed collator.
+    /// The micro-batch loss of the official <c>InternVLChatModel.forward</c>: <see cref="ForwardForTraining"/>, then
+    /// <see cref="LossFromLogits"/>; when truncation left fewer <c>&lt;IMG_CONTEXT&gt;</c> tokens than image feature rows the
+    /// loss is multiplied by 0 (the official <c>ignore_flag</c>: the step still runs, with zero gradients from this micro-batch).
     /// </summary>
-    public static Tensor Loss(InternVLChatModel model, InternVLBatch batch, LossReduction reduction)
+    public static Tensor Loss(InternVLChatModel model, InternVLBatch batch, LossReduction reduction) =>
+        Loss(model, batch, reduction, out _);
+
+    /// <inheritdoc cref="Loss(InternVLChatModel, InternVLBatch, LossReduction)"/>
+    /// <param name="model">The model.</param>
+    /// <param name="batch">The micro-batch.</param>
+    /// <param name="reduction">The loss reduction.</param>
+    /// <param name="imageTokensTruncated">Whether the image-token mismatch rule zeroed this loss.</param>
+    public static Tensor Loss(InternVLChatModel model, InternVLBatch batch, LossReduction reduction, out bool imageTokensTruncated)
     {
-        int B = batch.BatchSize, T = batch.Length;
-        if (!batch.Labels.Shape.AsSpan().SequenceEqual(batch.InputIds.Shape))
-            throw new ArgumentException($"InternVL loss: labels {batch.Labels.Describe()} must have the shape of input_ids {batch.InputIds.Describe()}");
+        CheckLabels(batch.Labels, batch.InputIds);
+        using var logits = ForwardForTraining(model, batch, out imageTokensTruncated);   // [B, T, V]
+        var loss = LossFromLogits(logits, batch.Labels, batch.CuSeqlens, reduction);
+        if (!imageTokensTruncated) return loss;
+        using (loss) return Ops.Mul(loss, 0f);
+    }
+
+    /// <summary>
+    /// The training forward of the official <c>InternVLChatModel.forward</c>: ViT features of the flagged tiles
+    /// (<c>vit_embeds[image_flags == 1]</c>) written over the <c>&lt;IMG_CONTEXT&gt;</c> embeddings in order, then the LLM ->
+    /// logits [B, T, V]. When <c>max_seq_length</c> truncation cut image-context tokens (fewer tokens than feature rows), the
+    /// official code catches the shape error and uses the FIRST n_selected feature rows of the micro-batch; so does this, and
+    /// reports it in <paramref name="imageTokensTruncated"/> (the loss must then be multiplied by 0). More tokens than rows
+    /// is an error, as in the official code.
+    /// </summary>
+    public static Tensor ForwardForTraining(InternVLChatModel model, InternVLBatch batch, out bool imageTokensTruncated)
+    {
+        imageTokensTruncated = false;
+        if (batch.PixelValues == null) return model.Forward(batch.InputIds, positionIds: batch.PositionIds, segmentIds: batch.SegmentIds);
+        int ctx = model.ImgContextTokenId ?? throw new InvalidOperationException(
+            "InternVL training: ImgContextTokenId is not set (no <IMG_CONTEXT> in the checkpoint's tokenizer files); set it from the tokenizer");
+        using var features = model.ExtractFeature(batch.PixelValues);                   // [N, n, Hl]
+        using var selected = FlaggedTiles(features, batch.ImageFlags);                  // [N', n, Hl]
+        int hidden = selected.Shape[^1];
+        long rows = selected.NumEl / hidden, count = 0;
+        foreach (long id in batch.InputIds.ToLongArray()) if (id == ctx) count++;
+        Tensor embeds;
+        if (count >= rows) embeds = model.EmbedInputs(batch.InputIds, selected);        // equal, or the model's error for more
+        else
+        {
+            imageTokensTruncated = true;
+            using var flat = Ops.Reshape(selected, checked((int)rows), hidden);
+            using var first = Ops.Narrow(flat, 0, 0, checked((int)count));              // vit_embeds[:n_token]
+            embeds = model.EmbedInputs(batch.InputIds, first);
+        }
+        using (embeds)
+        {
+            var logits = model.LanguageModel.Forward(embeds, cache: null, lastOnly: false, model.Tap,
+                positionIds: batch.PositionIds, segmentIds: batch.SegmentIds);
+            model.Tap?.Invoke("logits", logits);
+            return logits;
+        }
+    }
+
+    static Tensor FlaggedTiles(Tensor features, Tensor? imageFlags)
+    {
+        if (imageFlags == null) return Ops.Contiguous(features);
+        if (imageFlags.NumEl != features.Shape[0])
+            throw new ArgumentException($"InternVL training: image_flags {imageFlags.Describe()} must have one entry per tile ({features.Shape[0]})");
+        var keep = new List<long>();
+        for (long i = 0; i < imageFlags.NumEl; i++) if (imageFlags.GetFlat(i) == 1f) keep.Add(i);
+        if (keep.Count == features.Shape[0]) return Ops.Contiguous(features);
+        using var idx = Tensor.FromArray(keep.ToArray(), keep.Count);
+        return Ops.IndexSelect(features, 0, idx);
+    }
+
+    /// <summary>
+    /// The loss on given logits [B, T, V]: logits[:, :-1] against labels[:, 1:], ignore −100.
+    /// <see cref="LossReduction.Token"/> without <paramref name="cuSeqlens"/>: the plain mean over supervised tokens
+    /// (<c>CrossEntropyLoss()</c>, the official non-packed path). Otherwise Σ CE_t·w_t / Σ w_t with w_t = len2weight(n_eff of
+    /// t's sample) taken from the unshifted labels and then shifted (<c>loss_weight[..., 1:]</c>), as the official packed
+    /// collator; without <paramref name="cuSeqlens"/> each row is one sample (a pack of one).
+    /// </summary>
+    /// <remarks>
+    /// The official non-packed path has no <c>loss_weight</c> and so ignores <c>--loss_reduction</c> (always the token mean);
+    /// here sample / square also apply to unpacked rows, with exactly the weights the official packed collator gives a
+    /// micro-batch of one-sample packs (tests/fixtures/preprocess, "padded" losses).
+    /// </remarks>
+    public static Tensor LossFromLogits(Tensor logits, Tensor labels, int[][]? cuSeqlens, LossReduction reduction)
+    {
+        if (logits.Rank != 3 || labels.Rank != 2 || logits.Shape[0] != labels.Shape[0] || logits.Shape[1] != labels.Shape[1])
+            throw new ArgumentException($"InternVL loss: logits {logits.Describe()} must be [B, T, V] for labels {labels.Describe()} [B, T]");
+        int B = labels.Shape[0], T = labels.Shape[1];
         if (T < 2) throw new ArgumentException($"InternVL loss: sequences of {T} token cannot be shifted");
-        var labels = batch.Labels.ToLongArray();
+        if (cuSeqlens != null && cuSeqlens.Length != B)
+            throw new ArgumentException($"InternVL loss: {cuSeqlens.Length} cu_seqlens lists for {B} rows");
+        var lab = labels.ToLongArray();
         var shifted = new long[B * (T - 1)];
-        float[]? weights = reduction == LossReduction.Token && batch.CuSeqlens == null ? null : new float[B * (T - 1)];
+        float[]? weights = reduction == LossReduction.Token && cuSeqlens == null ? null : new float[B * (T - 1)];
         for (int b = 0; b < B; b++)
         {
-            var row = labels.AsSpan(b * T, T);
+            var row = lab.AsSpan(b * T, T);
             row[1..].CopyTo(shifted.AsSpan(b * (T - 1)));
             if (weights == null) continue;
-            var w = batch.CuSeqlens != null
-                ? LossWeighting.PackedTokenWeights(row, batch.CuSeqlens[b], reduction)
+            var w = cuSeqlens != null
+                ? LossWeighting.PackedTokenWeights(row, cuSeqlens[b], reduction)
                 : LossWeighting.SampleTokenWeights(row, reduction);
             w.AsSpan(1).CopyTo(weights.AsSpan(b * (T - 1)));
         }
 
-        using var logits = model.Forward(batch.InputIds, batch.PixelValues, batch.ImageFlags); // [B, T, V]
         using var pred = Ops.Narrow(logits, 1, 0, T - 1);                                          // [B, T-1, V]
         using var target = Tensor.FromArray(shifted, B, T - 1);
         using var wt = weights != null ? Tensor.FromArray(weights, B, T - 1) : null;
         return Ops.CrossEntropy(pred, target, (int)LossWeighting.IgnoreIndex, wt, Reduction.Mean);
+    }
+
+    static void CheckLabels(Tensor labels, Tensor inputIds)
+    {
+        if (!labels.Shape.AsSpan().SequenceEqual(inputIds.Shape))
+            throw new ArgumentException($"InternVL loss: labels {labels.Describe()} must have the shape of input_ids {inputIds.Describe()}");
     }
 
     /// <summary>
@@ -114,20 +203,39 @@ public sealed class InternVLTrainable(InternVLChatModel model, LossReduction red
     public InternVLChatModel Model => model;
     public Module Module => model;
 
-    public Tensor Loss(InternVLBatch batch) => InternVLTraining.Loss(model, batch, reduction);
+    /// <summary>Micro-batches whose loss the image-token mismatch rule multiplied by 0 (see <see cref="InternVLTraining.Loss(InternVLChatModel, InternVLBatch, LossReduction, out bool)"/>).</summary>
+    public long ImageTokenMismatchBatches { get; private set; }
+
+    /// <summary>Where a warning goes when a micro-batch's loss is zeroed (the official code prints one too); null = none.</summary>
+    public TextWriter? Log { get; init; }
+
+    public Tensor Loss(InternVLBatch batch)
+    {
+        var loss = InternVLTraining.Loss(model, batch, reduction, out bool truncated);
+        if (truncated)
+        {
+            ImageTokenMismatchBatches++;
+            Log?.WriteLine($"warning: max_seq_length truncation cut <IMG_CONTEXT> tokens in a micro-batch; its loss is multiplied by 0 " +
+                           $"as in the official InternVL code ({ImageTokenMismatchBatches} such micro-batch(es) so far)");
+        }
+        return loss;
+    }
 
     public long CountTokens(InternVLBatch batch) => batch.BatchSize * (long)batch.Length;
 
     public int CountSamples(InternVLBatch batch) => batch.CuSeqlens?.Sum(c => c.Length - 1) ?? batch.BatchSize;
 
-    /// <summary>input_ids.npy and labels.npy (I64 [T]) of the first row.</summary>
+    /// <summary>input_ids.npy and labels.npy (I64 [T]) of the first row (of its first sample when the row is packed).</summary>
     public void DumpBatch(InternVLBatch batch, string directory)
     {
+        int n = batch.CuSeqlens?[0][1] ?? batch.Length;
         using var ids = Ops.Select(batch.InputIds, 0, 0);
-        using var idsC = Ops.Contiguous(ids, DType.I64);
+        using var idsN = Ops.Narrow(ids, 0, 0, n);
+        using var idsC = Ops.Contiguous(idsN, DType.I64);
         Engine.IO.Npy.Write(Path.Combine(directory, "input_ids.npy"), idsC);
         using var lab = Ops.Select(batch.Labels, 0, 0);
-        using var labC = Ops.Contiguous(lab, DType.I64);
+        using var labN = Ops.Narrow(lab, 0, 0, n);
+        using var labC = Ops.Contiguous(labN, DType.I64);
         Engine.IO.Npy.Write(Path.Combine(directory, "labels.npy"), labC);
     }
 }

@@ -49,8 +49,10 @@ public sealed class Qwen2Attention : Module
     /// x [B, T, C] -> [B, T, C]. With a cache, the new keys/values are stored at the cache's current length and
     /// attention runs over all P + T cached positions (causal diagonal aligned to the end).
     /// <paramref name="keyValid"/> (Bool [B, P + T], the HF attention_mask) hides padding keys of left-padded batches.
+    /// <paramref name="segmentIds"/> (I64 [B, T], no cache) keeps attention inside each packed sample (block-diagonal causal,
+    /// as the official packed training's <c>flash_attn_varlen_func</c> with <c>cu_seqlens</c>).
     /// </summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, Tensor? keyValid = null)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, Tensor? keyValid = null, Tensor? segmentIds = null)
     {
         int B = x.Shape[0], T = x.Shape[1], hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads;
         using var q = ProjectHeads(QProj, x, B, T, nH, hd);                       // [B, nH, T, hd]
@@ -70,7 +72,7 @@ public sealed class Qwen2Attention : Module
         Tensor o;
         if (cache == null)
             using (Profiler.Time(ProfileCategory.Attention))
-                o = Ops.ScaledDotProductAttention(qRot, kRot, v, causal: true, keyValid: keyValid);
+                o = Ops.ScaledDotProductAttention(qRot, kRot, v, causal: true, keyValid: keyValid, segmentIds: segmentIds);
         else
         {
             Tensor kAll, vAll;
@@ -133,11 +135,12 @@ public sealed class Qwen2DecoderLayer : Module
         PostAttentionLayernorm = RegisterModule("post_attention_layernorm", new RMSNorm(c.HiddenSize, (float)c.RmsNormEps, dtype));
     }
 
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, ActivationTap? tap = null, Tensor? keyValid = null)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache, int layer, ActivationTap? tap = null, Tensor? keyValid = null,
+        Tensor? segmentIds = null)
     {
         Tensor h;
         using (var n1 = InputLayernorm.Forward(x))
-        using (var attn = SelfAttn.Forward(n1, cos, sin, cache, layer, keyValid))
+        using (var attn = SelfAttn.Forward(n1, cos, sin, cache, layer, keyValid, segmentIds))
         {
             tap?.Invoke($"llm.layers.{layer}.attn_out", attn);
             h = Ops.Add(x, attn);
@@ -181,9 +184,11 @@ public sealed class Qwen2Model : Module
     /// cached and the new positions, as HF's attention_mask) and <paramref name="positionIds"/> (I64 [B, T]; HF derives
     /// them as cumsum(attention_mask) − 1 so every row's real tokens start at 0). The dynamic-NTK base then follows
     /// the largest position id given.
+    /// Packed training rows pass <paramref name="segmentIds"/> (I64 [B, T], one id per sample, no cache) with
+    /// <paramref name="positionIds"/> restarting at 0 in every sample: attention stays inside each sample.
     /// </summary>
     public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, ActivationTap? tap = null,
-        Tensor? attentionMask = null, Tensor? positionIds = null)
+        Tensor? attentionMask = null, Tensor? positionIds = null, Tensor? segmentIds = null)
     {
         if (inputsEmbeds.Rank != 3 || inputsEmbeds.Shape[2] != Config.HiddenSize)
             throw new ArgumentException($"Qwen2Model: inputs_embeds must be [B, T, {Config.HiddenSize}], got {inputsEmbeds.Describe()}");
@@ -194,6 +199,8 @@ public sealed class Qwen2Model : Module
             throw new ArgumentException($"Qwen2Model: attention_mask must be [B={B}, {start + T}] (cached + new tokens), got {attentionMask.Describe()}");
         if (positionIds != null && (positionIds.Rank != 2 || positionIds.Shape[0] != B || positionIds.Shape[1] != T))
             throw new ArgumentException($"Qwen2Model: position_ids must be [B={B}, T={T}], got {positionIds.Describe()}");
+        if (segmentIds != null && (cache != null || segmentIds.Rank != 2 || segmentIds.Shape[0] != B || segmentIds.Shape[1] != T))
+            throw new ArgumentException($"Qwen2Model: segment ids must be [B={B}, T={T}] and need no cache, got {segmentIds.Describe()}{(cache != null ? " with a cache" : "")}");
         using var positions = positionIds == null ? Qwen2Rotary.Positions(start, T) : null;
         long maxPosition = start + T - 1;
         if (positionIds != null)
@@ -215,8 +222,10 @@ public sealed class Qwen2Model : Module
                     int li = i;
                     // cos/sin are checkpoint inputs (saved), not captured: they are disposed before backward runs
                     var next = Recompute && Training && cache == null && attentionMask == null
-                        ? MMSharp.Engine.Autograd.Checkpoint.Run(t => layer.Forward(t[0], t[1], t[2], null, li), h, cos, sin)
-                        : layer.Forward(h, cos, sin, cache, i, tap, attentionMask);
+                        ? segmentIds == null
+                            ? MMSharp.Engine.Autograd.Checkpoint.Run(t => layer.Forward(t[0], t[1], t[2], null, li), h, cos, sin)
+                            : MMSharp.Engine.Autograd.Checkpoint.Run(t => layer.Forward(t[0], t[1], t[2], null, li, segmentIds: t[3]), h, cos, sin, segmentIds)
+                        : layer.Forward(h, cos, sin, cache, i, tap, attentionMask, segmentIds);
                     if (owned) h.Dispose();
                     (h, owned) = (next, true);
                 }
@@ -257,9 +266,9 @@ public sealed class Qwen2ForCausalLM : Module
     /// <paramref name="lastOnly"/> (prefill and decoding need no more, and the head is the largest matmul).
     /// </summary>
     public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, bool lastOnly = false, ActivationTap? tap = null,
-        Tensor? attentionMask = null, Tensor? positionIds = null)
+        Tensor? attentionMask = null, Tensor? positionIds = null, Tensor? segmentIds = null)
     {
-        using var h = Model.Forward(inputsEmbeds, cache, tap, attentionMask, positionIds);
+        using var h = Model.Forward(inputsEmbeds, cache, tap, attentionMask, positionIds, segmentIds);
         using var _ = Profiler.Time(ProfileCategory.LmHead);
         if (!lastOnly) return LmHead.Forward(h);
         using var last = Ops.Narrow(h, 1, h.Shape[1] - 1, 1);                    // [B, 1, C]
