@@ -52,8 +52,8 @@ public class ShapesDatasetTests
             Assert.Equal(ex.Items.Count, ex.Items.Select(it => it.Shape).Distinct().Count());   // shapes and colours differ within an image
             Assert.Equal(ex.Items.Count, ex.Items.Select(it => it.Color).Distinct().Count());
             foreach (var k in comps)   // each shape lies inside one cell of the 3×3 grid (one image token of the demo model)
-                Assert.Contains(ex.Items, it => Math.Abs(k.X - (ShapesDataset.Positions[it.Position].Col + 0.5)) < 0.1
-                                             && Math.Abs(k.Y - (ShapesDataset.Positions[it.Position].Row + 0.5)) < 0.1);
+                Assert.Contains(ex.Items, it => Math.Abs(k.X - (ShapesDataset.Positions[it.Position].Col + 0.5)) < 0.25
+                                             && Math.Abs(k.Y - (ShapesDataset.Positions[it.Position].Row + 0.5)) < 0.25);
             switch (ex.Kind)
             {
                 case "count":
@@ -67,7 +67,7 @@ public class ShapesDatasetTests
                     var pos = ShapesDataset.Positions.Single(p => p.Name == ex.Answer);
                     string colour = ex.Question.Split(' ')[3];
                     var col = ShapesDataset.Colors.Single(k => k.Name == colour);
-                    Assert.Contains(comps, k => k.R == col.R && k.G == col.G && k.B == col.B && Math.Abs(k.X - (pos.Col + 0.5)) < 0.1 && Math.Abs(k.Y - (pos.Row + 0.5)) < 0.1);
+                    Assert.Contains(comps, k => k.R == col.R && k.G == col.G && k.B == col.B && Math.Abs(k.X - (pos.Col + 0.5)) < 0.25 && Math.Abs(k.Y - (pos.Row + 0.5)) < 0.25);
                     break;
                 case "shape":
                     Assert.Contains(ex.Answer, ShapesDataset.Shapes);
