@@ -23,6 +23,13 @@ public static class InternVLPresets
     public static readonly Geometry Demo = new(ImageSize: 42, PatchSize: 7, VitHidden: 64, VitLayers: 2, VitHeads: 2, VitIntermediate: 128,
         LlmHidden: 96, LlmLayers: 2, LlmHeads: 4, LlmKvHeads: 2, LlmIntermediate: 192, MaxPositions: 2048);
 
+    /// <summary>
+    /// <c>initializer_factor</c> of the vision config, which InternViT uses as the initial layer scale (ls1, ls2): 0.1 keeps
+    /// each patch's features mostly its own at the start (with 1.0 the untrained attention averages every patch of the image
+    /// into every token, and small local differences such as shape are buried).
+    /// </summary>
+    public const double LayerScaleInit = 0.1;
+
     public static Geometry Named(string preset) => preset switch
     {
         "demo" => Demo,
@@ -60,7 +67,7 @@ public static class InternVLPresets
             ["dropout"] = 0.0,
             ["attention_dropout"] = 0.0,
             ["drop_path_rate"] = g.DropPathRate,
-            ["initializer_factor"] = 1.0,
+            ["initializer_factor"] = LayerScaleInit,
             ["initializer_range"] = 0.02,
             ["hidden_size"] = g.VitHidden,
             ["num_hidden_layers"] = g.VitLayers,
@@ -149,7 +156,7 @@ public static class InternVLPresets
         string text = json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         var config = InternVLChatConfig.Parse(text, Path.Combine(outDir, "config.json"));
         using var model = new InternVLChatModel(config, DType.F32);
-        InitRandom(model, seed, layerScale: 1f);
+        InitRandom(model, seed, layerScale: (float)LayerScaleInit);
         SafeTensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), model.StateDict(), new Dictionary<string, string> { ["format"] = "pt" });
         File.WriteAllText(Path.Combine(outDir, "config.json"), text);
         InternVLExport.WriteGenerationConfig(outDir, bosId, eosId);
