@@ -170,7 +170,8 @@ static class FinetuneCommands
 
     static class DemoDefaults
     {
-        public const int Train = 8000, Steps = 2000, Batch = 16, Questions = 4;
+        public const int Train = 8000, Steps = 6000, Batch = 16, Questions = 4;
+        public const double SingleShapeShare = 0.5;
         public const double Lr = 1e-3;
     }
 
@@ -180,7 +181,7 @@ static class FinetuneCommands
         dir ??= Path.Combine(Path.GetTempPath(), $"mmsharp-demo-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
         string dataDir = Path.Combine(dir, "data"), modelDir = Path.Combine(dir, "model"), runDir = Path.Combine(dir, "run"), finalDir = Path.Combine(dir, "final");
         Console.WriteLine($"demo: working in {dir}");
-        var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed, InternVLPresets.Demo.ImageSize, maxCount, kinds, questions, 0.5);
+        var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed, InternVLPresets.Demo.ImageSize, maxCount, kinds, questions, DemoDefaults.SingleShapeShare);
         Console.WriteLine($"demo: {trainN} training and {valN} held-out shape questions in {dataDir} ({clock.Elapsed.TotalSeconds:F0} s)");
         long n = InternVLPresets.WriteShapesDemoModel(modelDir, "demo", seed, out int vocab);
         Console.WriteLine($"demo: random InternVL model with {n:N0} parameters, vocabulary {vocab}, in {modelDir}");
