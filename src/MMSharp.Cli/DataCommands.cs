@@ -14,11 +14,13 @@ static class DataCommands
         var train = new Option<int>("--train") { Description = "Training examples.", DefaultValueFactory = _ => 4000 };
         var val = new Option<int>("--val") { Description = "Held-out examples.", DefaultValueFactory = _ => 200 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the example streams.", DefaultValueFactory = _ => 1 };
+        var single = new Option<double>("--single-share") { Description = "Share of training images that show one shape (0-1; the demo uses 0.5).", DefaultValueFactory = _ => 0 };
+        var questions = new Option<int>("--questions") { Description = "Questions per training image (turns of one conversation; held-out records ask one).", DefaultValueFactory = _ => 1 };
         var shapes = new Command("make-shapes", "Render a synthetic visual-question dataset (shapes, colours, positions, counts) as InternVL JSONL + PNG.");
-        foreach (var o in new Option[] { outDir, train, val, seed }) shapes.Options.Add(o);
+        foreach (var o in new Option[] { outDir, train, val, seed, questions, single }) shapes.Options.Add(o);
         shapes.SetAction(r =>
         {
-            var o = ShapesDataset.Generate(r.GetValue(outDir)!, r.GetValue(train), r.GetValue(val), r.GetValue(seed));
+            var o = ShapesDataset.Generate(r.GetValue(outDir)!, r.GetValue(train), r.GetValue(val), r.GetValue(seed), trainQuestions: r.GetValue(questions), trainSingleShare: r.GetValue(single));
             Console.WriteLine($"make-shapes: {o.TrainCount} train ({o.TrainJsonl}), {o.ValCount} val ({o.ValJsonl}), meta {o.MetaJson}");
             return 0;
         });

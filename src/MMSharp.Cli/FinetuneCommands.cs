@@ -159,27 +159,29 @@ static class FinetuneCommands
         var batch = new Option<int>("--batch") { Description = "Samples per step.", DefaultValueFactory = _ => DemoDefaults.Batch };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => DemoDefaults.Lr };
         var maxCount = new Option<int>("--max-count") { Description = "Shapes per image at most (1-4).", DefaultValueFactory = _ => 4 };
+        var questions = new Option<int>("--questions") { Description = "Questions per training image (turns of one conversation; held-out images get one).", DefaultValueFactory = _ => DemoDefaults.Questions };
         var kinds = new Option<string>("--kinds") { Description = "Question kinds, comma-separated (count,color,shape,position).", DefaultValueFactory = _ => "count,color,shape,position" };
         var cmd = new Command("demo", "Train a tiny InternVL from scratch on a synthetic shapes VQA dataset, reload it and report held-out exact-match accuracy.");
-        foreach (var o in new Option[] { outDir, seed, train, val, steps, batch, lr, maxCount, kinds }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { outDir, seed, train, val, steps, batch, lr, maxCount, questions, kinds }) cmd.Options.Add(o);
         cmd.SetAction(r => RunDemo(r.GetValue(outDir), r.GetValue(seed), r.GetValue(train), r.GetValue(val), r.GetValue(steps), r.GetValue(batch), r.GetValue(lr),
-            r.GetValue(maxCount), r.GetValue(kinds)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
+            r.GetValue(maxCount), r.GetValue(questions), r.GetValue(kinds)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
         return cmd;
     }
 
     static class DemoDefaults
     {
-        public const int Train = 8000, Steps = 2000, Batch = 16;
+        public const int Train = 8000, Steps = 6000, Batch = 16, Questions = 4;
+        public const double SingleShapeShare = 0.5;
         public const double Lr = 1e-3;
     }
 
-    static int RunDemo(string? dir, ulong seed, int trainN, int valN, int steps, int batch, double lr, int maxCount, string[] kinds)
+    static int RunDemo(string? dir, ulong seed, int trainN, int valN, int steps, int batch, double lr, int maxCount, int questions, string[] kinds)
     {
         var clock = Stopwatch.StartNew();
         dir ??= Path.Combine(Path.GetTempPath(), $"mmsharp-demo-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
         string dataDir = Path.Combine(dir, "data"), modelDir = Path.Combine(dir, "model"), runDir = Path.Combine(dir, "run"), finalDir = Path.Combine(dir, "final");
         Console.WriteLine($"demo: working in {dir}");
-        var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed, maxCount: maxCount, kinds: kinds);
+        var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed, InternVLPresets.Demo.ImageSize, maxCount, kinds, questions, DemoDefaults.SingleShapeShare);
         Console.WriteLine($"demo: {trainN} training and {valN} held-out shape questions in {dataDir} ({clock.Elapsed.TotalSeconds:F0} s)");
         long n = InternVLPresets.WriteShapesDemoModel(modelDir, "demo", seed, out int vocab);
         Console.WriteLine($"demo: random InternVL model with {n:N0} parameters, vocabulary {vocab}, in {modelDir}");
@@ -205,6 +207,7 @@ static class FinetuneCommands
         var spec = new DatasetSpec("val", Path.GetFullPath(dataDir), Path.GetFullPath(shapes.ValJsonl));
         int eos = tok.TokenToId("<|im_end|>")!.Value;
         int correct = 0, total = 0, shown = 0;
+        var perKind = new SortedDictionary<string, (int Correct, int Total)>(StringComparer.Ordinal);
         long line = 0;
         foreach (var text in File.ReadLines(shapes.ValJsonl))
         {
@@ -221,8 +224,12 @@ static class FinetuneCommands
             bool ok = ShapesDataset.IsCorrect(reply, answer);
             correct += ok ? 1 : 0;
             total++;
+            string kind = System.Text.Json.JsonDocument.Parse(text).RootElement.TryGetProperty("kind", out var k) ? k.GetString() ?? "?" : "?";
+            var (kc, kt) = perKind.GetValueOrDefault(kind);
+            perKind[kind] = (kc + (ok ? 1 : 0), kt + 1);
             if (shown++ < 6) Console.WriteLine($"  Q: {question,-36} A: {reply.Trim(),-10} (expected {answer}) {(ok ? "ok" : "WRONG")}");
         }
+        Console.WriteLine("demo: by question kind: " + string.Join(", ", perKind.Select(p => FormattableString.Invariant($"{p.Key} {p.Value.Correct}/{p.Value.Total}"))));
         double acc = total == 0 ? 0 : (double)correct / total;
         Console.WriteLine(FormattableString.Invariant($"demo: held-out exact-match accuracy {acc:F3} ({correct}/{total}) in {clock.Elapsed.TotalSeconds:F0} s"));
         return 0;

@@ -10,8 +10,13 @@ namespace MMSharp.Data;
 /// The demo's synthetic visual-question data: small PNG images (white background) with 1-4 filled shapes (circle, square,
 /// triangle, diamond) in 4 colours at 5 positions (left, right, top, bottom, center), and one question per image with a
 /// one-word answer that needs the image: how many shapes, what colour (of the shape / of the &lt;shape&gt;), what shape
-/// (is this / is the &lt;colour&gt; shape), where the &lt;colour&gt; &lt;shape&gt; is. Every (shape, colour) pair appears at
-/// most once per image, so every question has one answer. Deterministic given the seed.
+/// (is this / is the &lt;colour&gt; shape), where the &lt;colour&gt; &lt;shape&gt; is. The shapes of one image all differ in
+/// shape and in colour, so every question has one answer and names its target by one attribute. Deterministic given the seed.
+/// <para>
+/// The canvas is a 3×3 grid of cells and each shape sits inside one cell (centre ± a small jitter). The demo model sees a
+/// 42-pixel image as 6×6 patches, which pixel shuffle folds into 3×3 image tokens: one token per cell, so a shape is never
+/// split across tokens.
+/// </para>
 /// </summary>
 public static class ShapesDataset
 {
@@ -20,17 +25,34 @@ public static class ShapesDataset
     /// <summary>Colour names and their RGB.</summary>
     public static readonly (string Name, byte R, byte G, byte B)[] Colors =
         [("red", 220, 30, 30), ("green", 30, 160, 50), ("blue", 30, 60, 220), ("yellow", 230, 200, 20)];
-    /// <summary>Position names; centres on a 56-pixel canvas (scaled with the image size).</summary>
-    public static readonly (string Name, int X, int Y)[] Positions =
-        [("left", 10, 28), ("right", 46, 28), ("top", 28, 10), ("bottom", 28, 46), ("center", 28, 28)];
+    /// <summary>
+    /// Background colour: the ImageNet mean (0.485, 0.456, 0.406) × 255, which the model's normalisation maps to ≈ 0, so
+    /// empty parts of the canvas add almost nothing to the patch embeddings and the shapes dominate the image tokens.
+    /// </summary>
+    public static readonly (byte R, byte G, byte B) Background = (124, 116, 104);
+
+    /// <summary>Position names and their cell (column, row) on the 3×3 grid.</summary>
+    public static readonly (string Name, int Col, int Row)[] Positions =
+        [("left", 0, 1), ("right", 2, 1), ("top", 1, 0), ("bottom", 1, 2), ("center", 1, 1)];
+
+    /// <summary>Side of the canvas the demo model is built for: 3 cells of 14 pixels (2×2 patches of 7 pixels each).</summary>
+    public const int DefaultImageSize = 42;
     /// <summary>Count answers.</summary>
     public static readonly string[] CountWords = ["zero", "one", "two", "three", "four"];
 
     /// <summary>One drawn shape.</summary>
     public sealed record Item(int Shape, int Color, int Position, int Dx, int Dy);
 
-    /// <summary>One generated example.</summary>
-    public sealed record Example(RgbImage Image, IReadOnlyList<Item> Items, string Question, string Answer, string Kind);
+    /// <summary>One question about an image, its one-word answer and its kind.</summary>
+    public sealed record QA(string Question, string Answer, string Kind);
+
+    /// <summary>One generated example: an image and one or more questions about it (a multi-turn conversation).</summary>
+    public sealed record Example(RgbImage Image, IReadOnlyList<Item> Items, IReadOnlyList<QA> Questions)
+    {
+        public string Question => Questions[0].Question;
+        public string Answer => Questions[0].Answer;
+        public string Kind => Questions[0].Kind;
+    }
 
     /// <summary>Every question template (with placeholders filled) and every answer: the text the tokenizer must cover.</summary>
     public static IEnumerable<string> CorpusTexts()
@@ -54,75 +76,82 @@ public static class ShapesDataset
     /// <summary>Example <paramref name="index"/> of the stream seeded by <paramref name="seed"/>.</summary>
     /// <param name="seed">Stream seed.</param>
     /// <param name="index">Example number.</param>
-    /// <param name="imageSize">Canvas side (geometry is defined on 56 pixels and scaled).</param>
+    /// <param name="imageSize">Canvas side in pixels (the 3×3 cell geometry scales with it).</param>
     /// <param name="maxCount">Shapes per image at most (1-4).</param>
     /// <param name="kinds">Question kinds to draw from (default all of <see cref="Kinds"/>), to make the task easier or harder.</param>
-    public static Example Make(ulong seed, long index, int imageSize = 56, int maxCount = 4, IReadOnlyList<string>? kinds = null)
+    /// <param name="questions">Questions about the image (turns of one conversation); kinds are drawn without repetition
+    /// while there are unused ones.</param>
+    public static Example Make(ulong seed, long index, int imageSize = DefaultImageSize, int maxCount = 4, IReadOnlyList<string>? kinds = null,
+        int questions = 1)
     {
+        if (questions < 1) throw new ArgumentException($"ShapesDataset: questions per image must be >= 1, got {questions}");
         if (maxCount is < 1 or > 4) throw new ArgumentException($"ShapesDataset: maxCount must be 1..4, got {maxCount}");
         var rng = new Rng(seed * 0x9E3779B97F4A7C15UL + (ulong)index * 0xBF58476D1CE4E5B9UL + 1);
         int count = 1 + rng.NextInt(maxCount);
-        var positions = Enumerable.Range(0, Positions.Length).ToArray();
-        for (int i = positions.Length - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (positions[i], positions[j]) = (positions[j], positions[i]); }
+        var positions = Permutation(rng, Positions.Length);
+        var shapes = Permutation(rng, Shapes.Length);
+        var colors = Permutation(rng, Colors.Length);
         var items = new List<Item>();
-        var pairs = new HashSet<(int, int)>();
         for (int k = 0; k < count; k++)
-        {
-            int s, c;
-            do { s = rng.NextInt(Shapes.Length); c = rng.NextInt(Colors.Length); } while (!pairs.Add((s, c)));
-            items.Add(new Item(s, c, positions[k], rng.NextInt(3) - 1, rng.NextInt(3) - 1));
-        }
+            items.Add(new Item(shapes[k], colors[k], positions[k], rng.NextInt(3) - 1, rng.NextInt(3) - 1));
         var image = Render(items, imageSize);
 
-        // Question kinds drawn evenly; a kind that is ambiguous for this layout falls back to "position" (always unique).
+        // Question kinds drawn evenly; shapes and colours differ within an image, so every kind has one answer.
         kinds ??= Kinds;
-        string kind = kinds[rng.NextInt(kinds.Count)];
-        var target = items[rng.NextInt(items.Count)];
-        string question, answer;
-        if (kind == "color" && items.Count(i => i.Shape == target.Shape) == 1)
+        var qas = new List<QA>();
+        var unused = new List<string>();
+        for (int q = 0; q < questions; q++)
         {
-            question = count == 1 ? "What color is the shape?" : $"What color is the {Shapes[target.Shape]}?";
-            answer = Colors[target.Color].Name;
+            if (unused.Count == 0) unused.AddRange(kinds);
+            int pick = rng.NextInt(unused.Count);
+            string kind = unused[pick];
+            unused.RemoveAt(pick);
+            qas.Add(Ask(kind, items, items[rng.NextInt(items.Count)]));
         }
-        else if (kind == "shape" && items.Count(i => i.Color == target.Color) == 1)
-        {
-            question = count == 1 ? "What shape is this?" : $"What shape is the {Colors[target.Color].Name} shape?";
-            answer = Shapes[target.Shape];
-        }
-        else if (kind == "count")
-        {
-            question = "How many shapes are there?";
-            answer = CountWords[count];
-        }
-        else
-        {
-            kind = "position";
-            question = $"Where is the {Colors[target.Color].Name} {Shapes[target.Shape]}?";
-            answer = Positions[target.Position].Name;
-        }
-        return new Example(image, items, question, answer, kind);
+        return new Example(image, items, qas);
     }
 
-    /// <summary>Draws <paramref name="items"/> on a white square canvas (pixel centres tested against each shape).</summary>
-    public static RgbImage Render(IReadOnlyList<Item> items, int imageSize = 56)
+    static QA Ask(string kind, List<Item> items, Item target) => kind switch
     {
-        double k = imageSize / 56.0;
+        "color" => new(items.Count == 1 ? "What color is the shape?" : $"What color is the {Shapes[target.Shape]}?", Colors[target.Color].Name, kind),
+        "shape" => new(items.Count == 1 ? "What shape is this?" : $"What shape is the {Colors[target.Color].Name} shape?", Shapes[target.Shape], kind),
+        "count" => new("How many shapes are there?", CountWords[items.Count], kind),
+        "position" => new($"Where is the {Colors[target.Color].Name} {Shapes[target.Shape]}?", Positions[target.Position].Name, kind),
+        _ => throw new ArgumentException($"ShapesDataset: unknown question kind '{kind}' (known: {string.Join(", ", Kinds)})"),
+    };
+
+    /// <summary>A random permutation of 0…n−1 (Fisher–Yates).</summary>
+    static int[] Permutation(Rng rng, int n)
+    {
+        var p = Enumerable.Range(0, n).ToArray();
+        for (int i = n - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (p[i], p[j]) = (p[j], p[i]); }
+        return p;
+    }
+
+    /// <summary>
+    /// Draws <paramref name="items"/> on a white square canvas (pixel centres tested against each shape). Sizes are in
+    /// cell units: circle radius 0.34, square half-side 0.28, triangle ±0.34, diamond 0.38, jitter 0.04 — at most 0.46 from
+    /// the cell centre, so a shape stays inside its cell and two shapes never touch.
+    /// </summary>
+    public static RgbImage Render(IReadOnlyList<Item> items, int imageSize = DefaultImageSize)
+    {
+        double cell = imageSize / 3.0;
         var px = new byte[imageSize * imageSize * 3];
-        Array.Fill(px, (byte)255);
+        for (int i = 0; i < px.Length; i += 3) { px[i] = Background.R; px[i + 1] = Background.G; px[i + 2] = Background.B; }
         foreach (var it in items)
         {
             var (_, r, g, b) = Colors[it.Color];
-            double cx = (Positions[it.Position].X + it.Dx) * k, cy = (Positions[it.Position].Y + it.Dy) * k;
+            double cx = Positions[it.Position].Col + 0.5 + 0.04 * it.Dx, cy = Positions[it.Position].Row + 0.5 + 0.04 * it.Dy;
             for (int y = 0; y < imageSize; y++)
                 for (int x = 0; x < imageSize; x++)
                 {
-                    double dx = (x + 0.5 - cx) / k, dy = (y + 0.5 - cy) / k;   // in 56-canvas units
+                    double dx = (x + 0.5) / cell - cx, dy = (y + 0.5) / cell - cy;   // in cell units
                     bool inside = it.Shape switch
                     {
-                        0 => dx * dx + dy * dy <= 6.5 * 6.5,
-                        1 => Math.Abs(dx) <= 5.5 && Math.Abs(dy) <= 5.5,
-                        2 => dy >= -6.5 && dy <= 5.5 && Math.Abs(dx) <= (dy + 6.5) / 12.0 * 6.5,
-                        _ => Math.Abs(dx) + Math.Abs(dy) <= 7,
+                        0 => dx * dx + dy * dy <= 0.34 * 0.34,
+                        1 => Math.Abs(dx) <= 0.28 && Math.Abs(dy) <= 0.28,
+                        2 => dy >= -0.34 && dy <= 0.34 && Math.Abs(dx) <= (dy + 0.34) / 0.68 * 0.36,
+                        _ => Math.Abs(dx) + Math.Abs(dy) <= 0.38,
                     };
                     if (!inside) continue;
                     int o = (y * imageSize + x) * 3;
@@ -138,31 +167,35 @@ public static class ShapesDataset
     /// <summary>
     /// Writes <c>train.jsonl</c>, <c>val.jsonl</c> (InternVL records with <c>image</c> relative to <paramref name="outDir"/>),
     /// <c>images/{train,val}_NNNNNN.png</c> and a <c>meta.json</c> naming the training file. Train and validation use disjoint
-    /// example streams of the same seed.
+    /// example streams of the same seed. A training record asks <paramref name="trainQuestions"/> questions about its image
+    /// (one conversation, loss on every answer); a held-out record asks one. <paramref name="trainSingleShare"/> of the
+    /// training images (evenly spread) show a single shape: the easy cases from which shape and colour are learnt before
+    /// the model can pick one shape out of several. Held-out images always follow the full 1…maxCount distribution.
     /// </summary>
-    public static Output Generate(string outDir, int trainCount, int valCount, ulong seed, int imageSize = 56, int maxCount = 4,
-        IReadOnlyList<string>? kinds = null)
+    public static Output Generate(string outDir, int trainCount, int valCount, ulong seed, int imageSize = DefaultImageSize, int maxCount = 4,
+        IReadOnlyList<string>? kinds = null, int trainQuestions = 1, double trainSingleShare = 0)
     {
         Directory.CreateDirectory(outDir);
         string images = Path.Combine(outDir, "images");
         Directory.CreateDirectory(images);
         string train = Path.Combine(outDir, "train.jsonl"), val = Path.Combine(outDir, "val.jsonl");
-        WriteSplit(train, "train", trainCount, seed, 0, imageSize, maxCount, kinds, outDir);
-        WriteSplit(val, "val", valCount, seed, 1L << 40, imageSize, maxCount, kinds, outDir);
+        WriteSplit(train, "train", trainCount, seed, 0, imageSize, maxCount, kinds, trainQuestions, trainSingleShare, outDir);
+        WriteSplit(val, "val", valCount, seed, 1L << 40, imageSize, maxCount, kinds, 1, 0, outDir);
         string meta = Path.Combine(outDir, "meta.json");
         DatasetSpec.WriteMeta(meta, [new DatasetSpec("shapes_train", Path.GetFullPath(outDir), Path.GetFullPath(train), 1, false, 1, trainCount)]);
         return new Output(train, val, meta, images, trainCount, valCount);
     }
 
     private static void WriteSplit(string path, string split, int count, ulong seed, long indexBase, int imageSize, int maxCount,
-        IReadOnlyList<string>? kinds, string outDir)
+        IReadOnlyList<string>? kinds, int questions, double singleShare, string outDir)
     {
         var options = new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
         using var file = new StreamWriter(path, false, new UTF8Encoding(false)) { NewLine = "\n" };
         var buffer = new MemoryStream();
         for (int i = 0; i < count; i++)
         {
-            var ex = Make(seed, indexBase + i, imageSize, maxCount, kinds);
+            bool single = (i * 0.6180339887498949) % 1.0 < singleShare;   // evenly spread share of one-shape images
+            var ex = Make(seed, indexBase + i, imageSize, single ? 1 : maxCount, kinds, questions);
             string name = $"{split}_{i:D6}";
             string rel = $"images/{name}.png";
             PngEncoder.Save(ex.Image, Path.Combine(outDir, rel));
@@ -176,8 +209,11 @@ public static class ShapesDataset
                 w.WriteNumber("height", imageSize);
                 w.WriteString("kind", ex.Kind);
                 w.WriteStartArray("conversations");
-                w.WriteStartObject(); w.WriteString("from", "human"); w.WriteString("value", "<image>\n" + ex.Question); w.WriteEndObject();
-                w.WriteStartObject(); w.WriteString("from", "gpt"); w.WriteString("value", ex.Answer); w.WriteEndObject();
+                for (int q = 0; q < ex.Questions.Count; q++)
+                {
+                    w.WriteStartObject(); w.WriteString("from", "human"); w.WriteString("value", (q == 0 ? "<image>\n" : "") + ex.Questions[q].Question); w.WriteEndObject();
+                    w.WriteStartObject(); w.WriteString("from", "gpt"); w.WriteString("value", ex.Questions[q].Answer); w.WriteEndObject();
+                }
                 w.WriteEndArray();
                 w.WriteEndObject();
             }

@@ -6,7 +6,7 @@ namespace MMSharp.Tests.Data;
 
 public class ShapesDatasetTests
 {
-    /// <summary>Connected components (4-neighbour) of non-white pixels, with their colour and centroid.</summary>
+    /// <summary>Connected components (4-neighbour) of non-background pixels, with their colour and centroid (in cells of the 3×3 grid).</summary>
     private static List<(byte R, byte G, byte B, double X, double Y)> Components(RgbImage img)
     {
         int w = img.Width, h = img.Height;
@@ -15,7 +15,8 @@ public class ShapesDatasetTests
         for (int start = 0; start < w * h; start++)
         {
             var p = img.Pixels;
-            if (seen[start] || (p[3 * start] == 255 && p[3 * start + 1] == 255 && p[3 * start + 2] == 255)) continue;
+            var bg = ShapesDataset.Background;
+            if (seen[start] || (p[3 * start] == bg.R && p[3 * start + 1] == bg.G && p[3 * start + 2] == bg.B)) continue;
             var stack = new Stack<int>([start]);
             seen[start] = true;
             double sx = 0, sy = 0; int n = 0;
@@ -31,12 +32,13 @@ public class ShapesDatasetTests
                     seen[r] = true; stack.Push(r);
                 }
             }
-            result.Add((p[3 * start], p[3 * start + 1], p[3 * start + 2], (sx / n + 0.5) / w * 56, (sy / n + 0.5) / h * 56));
+            result.Add((p[3 * start], p[3 * start + 1], p[3 * start + 2], (sx / n + 0.5) / w * 3, (sy / n + 0.5) / h * 3));   // centroid in cell units
         }
         return result;
     }
 
     [Theory]
+    [InlineData(42)]
     [InlineData(56)]
     [InlineData(112)]
     public void Answers_MatchTheRenderedPixels(int size)
@@ -48,6 +50,11 @@ public class ShapesDatasetTests
             kinds[ex.Kind] = kinds.GetValueOrDefault(ex.Kind) + 1;
             var comps = Components(ex.Image);
             Assert.Equal(ex.Items.Count, comps.Count);   // shapes never touch
+            Assert.Equal(ex.Items.Count, ex.Items.Select(it => it.Shape).Distinct().Count());   // shapes and colours differ within an image
+            Assert.Equal(ex.Items.Count, ex.Items.Select(it => it.Color).Distinct().Count());
+            foreach (var k in comps)   // each shape lies inside one cell of the 3×3 grid (one image token of the demo model)
+                Assert.Contains(ex.Items, it => Math.Abs(k.X - (ShapesDataset.Positions[it.Position].Col + 0.5)) < 0.25
+                                             && Math.Abs(k.Y - (ShapesDataset.Positions[it.Position].Row + 0.5)) < 0.25);
             switch (ex.Kind)
             {
                 case "count":
@@ -61,13 +68,12 @@ public class ShapesDatasetTests
                     var pos = ShapesDataset.Positions.Single(p => p.Name == ex.Answer);
                     string colour = ex.Question.Split(' ')[3];
                     var col = ShapesDataset.Colors.Single(k => k.Name == colour);
-                    Assert.Contains(comps, k => k.R == col.R && k.G == col.G && k.B == col.B && Math.Abs(k.X - pos.X) < 3 && Math.Abs(k.Y - pos.Y) < 3);
+                    Assert.Contains(comps, k => k.R == col.R && k.G == col.G && k.B == col.B && Math.Abs(k.X - (pos.Col + 0.5)) < 0.25 && Math.Abs(k.Y - (pos.Row + 0.5)) < 0.25);
                     break;
                 case "shape":
                     Assert.Contains(ex.Answer, ShapesDataset.Shapes);
-                    var item = ex.Items.Single(it => ShapesDataset.Shapes[it.Shape] == ex.Answer &&
+                    Assert.Single(ex.Items, it => ShapesDataset.Shapes[it.Shape] == ex.Answer &&
                         (ex.Items.Count == 1 || ex.Question.Contains(ShapesDataset.Colors[it.Color].Name)));
-                    Assert.NotNull(item);
                     break;
             }
         }
@@ -146,5 +152,31 @@ public class ShapesDatasetTests
             tok, [4]);
         Assert.True(s.InputIds.Length < 60, $"{s.InputIds.Length} tokens");
         Assert.Equal(ex.Answer + "<|im_end|>", tok.Decode(s.Labels.Where(l => l != SupervisedSample.IgnoreIndex).ToArray()));
+    }
+
+    [Fact]
+    public void Generate_AsksSeveralQuestionsPerTrainingImage_WithTheSingleShapeShare_AndOnePerHeldOutImage()
+    {
+        string dir = DataTestUtil.NewTempDir("shapes");
+        var o = ShapesDataset.Generate(dir, 200, 40, seed: 5, trainQuestions: 4, trainSingleShare: 0.5);
+        var train = File.ReadLines(o.TrainJsonl).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        var val = File.ReadLines(o.ValJsonl).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.All(train, r => Assert.Equal(8, r.GetProperty("conversations").GetArrayLength()));
+        Assert.All(val, r => Assert.Equal(2, r.GetProperty("conversations").GetArrayLength()));
+        // four different kinds per training image, <image> only in the first turn
+        foreach (var r in train)
+        {
+            var turns = r.GetProperty("conversations").EnumerateArray().Select(t => t.GetProperty("value").GetString()!).ToList();
+            Assert.StartsWith("<image>\n", turns[0]);
+            Assert.DoesNotContain(turns.Skip(1), t => t.Contains("<image>"));
+        }
+        var ex = ShapesDataset.Make(5, 3, questions: 4);
+        Assert.Equal(ShapesDataset.Kinds.OrderBy(k => k), ex.Questions.Select(q => q.Kind).OrderBy(k => k));
+        // about half of the training images show one shape; held-out images follow the plain 1-4 distribution
+        int single = train.Count(r => r.GetProperty("conversations")[1].GetProperty("value").GetString() == "one"
+                                      || r.GetProperty("conversations").EnumerateArray().Any(t => t.GetProperty("value").GetString() == "one"));
+        Assert.InRange(single, 100, 150);
+        // the first question of a one-question example is the one the single-question stream asks (held-out files stay stable)
+        Assert.Equal(ShapesDataset.Make(5, 7).Question, ShapesDataset.Make(5, 7, questions: 4).Question);
     }
 }

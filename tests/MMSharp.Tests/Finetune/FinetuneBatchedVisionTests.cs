@@ -16,7 +16,7 @@ public sealed class FinetuneBatchedVisionTests(ITestOutputHelper output)
         File.WriteAllText(dir.File("added_tokens.json"), "{\"<IMG_CONTEXT>\": 297}");
         using var model = InternVLChatModel.FromPretrained(dir.Path);
         using var _ = GradMode.NoGrad();
-        using var px = Tensor.RandN([3, 3, 56, 56], 11);
+        using var px = Tensor.RandN([3, 3, InternVLPresets.Demo.ImageSize, InternVLPresets.Demo.ImageSize], 11);
         using var all = model.ExtractFeature(px);
         for (int i = 0; i < 3; i++)
         {
@@ -39,10 +39,11 @@ public sealed class FinetuneBatchedVisionTests(ITestOutputHelper output)
         File.WriteAllText(dir.File("added_tokens.json"), "{\"<IMG_CONTEXT>\": 297}");
         using var model = InternVLChatModel.FromPretrained(dir.Path);
         using var _ = GradMode.NoGrad();
-        long[] row0 = [5, 6, .. Enumerable.Repeat(297L, 16), 7, 8, 9];
-        long[] row1 = [15, 16, .. Enumerable.Repeat(297L, 16), 17, 18, 19];
+        int tokens = (int)Math.Pow(InternVLPresets.Demo.ImageSize / InternVLPresets.Demo.PatchSize / 2, 2);   // per tile after pixel shuffle
+        long[] row0 = [5, 6, .. Enumerable.Repeat(297L, tokens), 7, 8, 9];
+        long[] row1 = [15, 16, .. Enumerable.Repeat(297L, tokens), 17, 18, 19];
         int T = row0.Length;
-        using var px = Tensor.RandN([2, 3, 56, 56], 11);
+        using var px = Tensor.RandN([2, 3, InternVLPresets.Demo.ImageSize, InternVLPresets.Demo.ImageSize], 11);
         using var ids = Tensor.FromArray([.. row0, .. row1], 2, T);
         using var both = model.Forward(ids, px);
         for (int r = 0; r < 2; r++)

@@ -22,10 +22,10 @@ public sealed class FinetuneExportTests(ITestOutputHelper output)
         using var model = InternVLChatModel.FromPretrained(dir.Path);
         Assert.Equal(297, model.ImgContextTokenId);
         Assert.Empty(model.LoadNotes);
-        int tokens = 16; // 8×8 patches, pixel shuffle 0.5
+        int tokens = 9; // 6×6 patches, pixel shuffle 0.5 → 3×3
         var ids = Enumerable.Repeat(297L, tokens).Prepend(5).Append(6).ToArray();
         using var idsT = Tensor.FromArray(ids, 1, ids.Length);
-        using var pixels = Tensor.RandN([1, 3, 56, 56], 3);
+        using var pixels = Tensor.RandN([1, 3, InternVLPresets.Demo.ImageSize, InternVLPresets.Demo.ImageSize], 3);
         using var _ = GradMode.NoGrad();
         using var logits = model.Forward(idsT, pixels);
         Assert.Equal(new[] { 1, ids.Length, 300 }, logits.Shape);

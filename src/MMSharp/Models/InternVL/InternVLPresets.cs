@@ -15,13 +15,20 @@ namespace MMSharp.Models.InternVL;
 /// </summary>
 public static class InternVLPresets
 {
-    /// <summary>Geometry of a preset. The demo's 56-pixel images with 7-pixel patches give 8×8 patches → 16 image tokens.</summary>
+    /// <summary>Geometry of a preset. The demo's 42-pixel images with 7-pixel patches give 6×6 patches → 3×3 = 9 image tokens, one per cell of the shapes canvas.</summary>
     public sealed record Geometry(int ImageSize, int PatchSize, int VitHidden, int VitLayers, int VitHeads, int VitIntermediate,
         int LlmHidden, int LlmLayers, int LlmHeads, int LlmKvHeads, int LlmIntermediate, int MaxPositions, double DropPathRate = 0.0);
 
     /// <summary>The <c>demo</c> preset (≈ 0.3 M parameters plus the embeddings).</summary>
-    public static readonly Geometry Demo = new(ImageSize: 56, PatchSize: 7, VitHidden: 64, VitLayers: 2, VitHeads: 2, VitIntermediate: 128,
+    public static readonly Geometry Demo = new(ImageSize: 42, PatchSize: 7, VitHidden: 64, VitLayers: 2, VitHeads: 2, VitIntermediate: 128,
         LlmHidden: 96, LlmLayers: 2, LlmHeads: 4, LlmKvHeads: 2, LlmIntermediate: 192, MaxPositions: 2048);
+
+    /// <summary>
+    /// <c>initializer_factor</c> of the vision config, which InternViT uses as the initial layer scale (ls1, ls2): 0.1 keeps
+    /// each patch's features mostly its own at the start (with 1.0 the untrained attention averages every patch of the image
+    /// into every token, and small local differences such as shape are buried).
+    /// </summary>
+    public const double LayerScaleInit = 0.1;
 
     public static Geometry Named(string preset) => preset switch
     {
@@ -60,7 +67,7 @@ public static class InternVLPresets
             ["dropout"] = 0.0,
             ["attention_dropout"] = 0.0,
             ["drop_path_rate"] = g.DropPathRate,
-            ["initializer_factor"] = 1.0,
+            ["initializer_factor"] = LayerScaleInit,
             ["initializer_range"] = 0.02,
             ["hidden_size"] = g.VitHidden,
             ["num_hidden_layers"] = g.VitLayers,
@@ -98,9 +105,10 @@ public static class InternVLPresets
     };
 
     /// <summary>
-    /// Initialises every parameter of a declared model as the official <c>_init_weights</c> do: Linear, Conv and
-    /// Embedding weights ~ N(0, 0.02²) (also the CLS and position embeddings), biases 0, norm weights 1, layer scales
-    /// <c>initializer_factor</c>. Deterministic in <paramref name="seed"/>.
+    /// Initialises every parameter of a declared model as the official code does: LLM Linear and Embedding weights
+    /// ~ N(0, 0.02²) (Qwen2 <c>_init_weights</c>); the vision tower and projector keep PyTorch's module defaults (Linear/Conv
+    /// U(±1/√fan_in); CLS and position embeddings <c>torch.randn</c>, N(0, 1), as InternVisionEmbeddings creates them);
+    /// biases 0, norm weights 1, layer scales <paramref name="layerScale"/>. Deterministic in <paramref name="seed"/>.
     /// </summary>
     public static void InitRandom(Module model, ulong seed, float std = 0.02f, float layerScale = 0.1f)
     {
@@ -120,6 +128,8 @@ public static class InternVLPresets
             if (normWeights.Contains(p)) t = Tensor.Full(p.Shape, 1f);
             else if (local is "ls1" or "ls2") t = Tensor.Full(p.Shape, layerScale);
             else if (local == "bias") t = Tensor.Zeros(p.Shape);
+            else if (name is "vision_model.embeddings.class_embedding" or "vision_model.embeddings.position_embedding")
+                t = Tensor.RandN(p.Shape, seed * 0x9E3779B97F4A7C15UL + k, 1f);
             else if (p.Shape.Length >= 2 && (name.StartsWith("vision_model.encoder.", StringComparison.Ordinal)
                      || name.StartsWith("vision_model.embeddings.patch_embedding.", StringComparison.Ordinal) || name.StartsWith("mlp1.", StringComparison.Ordinal)))
             {
@@ -146,7 +156,7 @@ public static class InternVLPresets
         string text = json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         var config = InternVLChatConfig.Parse(text, Path.Combine(outDir, "config.json"));
         using var model = new InternVLChatModel(config, DType.F32);
-        InitRandom(model, seed, layerScale: 1f);
+        InitRandom(model, seed, layerScale: (float)LayerScaleInit);
         SafeTensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), model.StateDict(), new Dictionary<string, string> { ["format"] = "pt" });
         File.WriteAllText(Path.Combine(outDir, "config.json"), text);
         InternVLExport.WriteGenerationConfig(outDir, bosId, eosId);
