@@ -148,7 +148,8 @@ public sealed class InternVLChatModel : Module
         }
     }
 
-    static Tensor SelectFlagged(Tensor features, Tensor? imageFlags)
+    /// <summary>The feature rows [N', n, Hl] of the tiles whose image flag is 1 (all of them without flags).</summary>
+    internal static Tensor SelectFlagged(Tensor features, Tensor? imageFlags)
     {
         if (imageFlags == null) return Ops.Contiguous(features);   // an alias that keeps the autograd link
         if (imageFlags.NumEl != features.Shape[0])

@@ -86,7 +86,7 @@ public static class InternVLTraining
         int ctx = model.ImgContextTokenId ?? throw new InvalidOperationException(
             "InternVL training: ImgContextTokenId is not set (no <IMG_CONTEXT> in the checkpoint's tokenizer files); set it from the tokenizer");
         using var features = model.ExtractFeature(batch.PixelValues);                   // [N, n, Hl]
-        using var selected = FlaggedTiles(features, batch.ImageFlags);                  // [N', n, Hl]
+        using var selected = InternVLChatModel.SelectFlagged(features, batch.ImageFlags);                  // [N', n, Hl]
         int hidden = selected.Shape[^1];
         long rows = selected.NumEl / hidden, count = 0;
         foreach (long id in batch.InputIds.ToLongArray()) if (id == ctx) count++;
@@ -106,18 +106,6 @@ public static class InternVLTraining
             model.Tap?.Invoke("logits", logits);
             return logits;
         }
-    }
-
-    static Tensor FlaggedTiles(Tensor features, Tensor? imageFlags)
-    {
-        if (imageFlags == null) return Ops.Contiguous(features);
-        if (imageFlags.NumEl != features.Shape[0])
-            throw new ArgumentException($"InternVL training: image_flags {imageFlags.Describe()} must have one entry per tile ({features.Shape[0]})");
-        var keep = new List<long>();
-        for (long i = 0; i < imageFlags.NumEl; i++) if (imageFlags.GetFlat(i) == 1f) keep.Add(i);
-        if (keep.Count == features.Shape[0]) return Ops.Contiguous(features);
-        using var idx = Tensor.FromArray(keep.ToArray(), keep.Count);
-        return Ops.IndexSelect(features, 0, idx);
     }
 
     /// <summary>
