@@ -160,11 +160,12 @@ static class FinetuneCommands
         var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => DemoDefaults.Lr };
         var maxCount = new Option<int>("--max-count") { Description = "Shapes per image at most (1-4).", DefaultValueFactory = _ => 4 };
         var questions = new Option<int>("--questions") { Description = "Questions per training image (turns of one conversation; held-out images get one).", DefaultValueFactory = _ => DemoDefaults.Questions };
+        var singleShare = new Option<double>("--single-share") { Description = "Share of training images that show one shape.", DefaultValueFactory = _ => DemoDefaults.SingleShapeShare };
         var kinds = new Option<string>("--kinds") { Description = "Question kinds, comma-separated (count,color,shape,position).", DefaultValueFactory = _ => "count,color,shape,position" };
         var cmd = new Command("demo", "Train a tiny InternVL from scratch on a synthetic shapes VQA dataset, reload it and report held-out exact-match accuracy.");
-        foreach (var o in new Option[] { outDir, seed, train, val, steps, batch, lr, maxCount, questions, kinds }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { outDir, seed, train, val, steps, batch, lr, maxCount, questions, singleShare, kinds }) cmd.Options.Add(o);
         cmd.SetAction(r => RunDemo(r.GetValue(outDir), r.GetValue(seed), r.GetValue(train), r.GetValue(val), r.GetValue(steps), r.GetValue(batch), r.GetValue(lr),
-            r.GetValue(maxCount), r.GetValue(questions), r.GetValue(kinds)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
+            r.GetValue(maxCount), r.GetValue(questions), r.GetValue(singleShare), r.GetValue(kinds)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
         return cmd;
     }
 
@@ -175,13 +176,13 @@ static class FinetuneCommands
         public const double Lr = 1e-3;
     }
 
-    static int RunDemo(string? dir, ulong seed, int trainN, int valN, int steps, int batch, double lr, int maxCount, int questions, string[] kinds)
+    static int RunDemo(string? dir, ulong seed, int trainN, int valN, int steps, int batch, double lr, int maxCount, int questions, double singleShare, string[] kinds)
     {
         var clock = Stopwatch.StartNew();
         dir ??= Path.Combine(Path.GetTempPath(), $"mmsharp-demo-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
         string dataDir = Path.Combine(dir, "data"), modelDir = Path.Combine(dir, "model"), runDir = Path.Combine(dir, "run"), finalDir = Path.Combine(dir, "final");
         Console.WriteLine($"demo: working in {dir}");
-        var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed, InternVLPresets.Demo.ImageSize, maxCount, kinds, questions, DemoDefaults.SingleShapeShare);
+        var shapes = ShapesDataset.Generate(dataDir, trainN, valN, seed, InternVLPresets.Demo.ImageSize, maxCount, kinds, questions, singleShare);
         Console.WriteLine($"demo: {trainN} training and {valN} held-out shape questions in {dataDir} ({clock.Elapsed.TotalSeconds:F0} s)");
         long n = InternVLPresets.WriteShapesDemoModel(modelDir, "demo", seed, out int vocab);
         Console.WriteLine($"demo: random InternVL model with {n:N0} parameters, vocabulary {vocab}, in {modelDir}");
