@@ -128,8 +128,17 @@ public sealed class InternVLChatModel : Module
     /// <paramref name="imageFlags"/>[i] == 0 (padding tiles of packed training) are skipped first. The number
     /// of context tokens must equal the number of feature rows.
     /// </summary>
-    public Tensor EmbedInputs(Tensor inputIds, Tensor? visionFeatures, Tensor? imageFlags = null)
+    public Tensor EmbedInputs(Tensor inputIds, Tensor? visionFeatures, Tensor? imageFlags = null) =>
+        EmbedInputs(inputIds, visionFeatures, imageFlags, allowTruncatedImages: false, out _);
+
+    /// <summary>
+    /// <see cref="EmbedInputs(Tensor, Tensor?, Tensor?)"/>; with <paramref name="allowTruncatedImages"/> fewer context tokens
+    /// than feature rows (a <c>max_seq_length</c> cut) take the FIRST rows and set <paramref name="imageTokensTruncated"/>,
+    /// as the official training forward does (its caller then multiplies the loss by 0). More tokens than rows is an error.
+    /// </summary>
+    public Tensor EmbedInputs(Tensor inputIds, Tensor? visionFeatures, Tensor? imageFlags, bool allowTruncatedImages, out bool imageTokensTruncated)
     {
+        imageTokensTruncated = false;
         if (inputIds.Rank != 2) throw new ArgumentException($"InternVLChatModel: input_ids must be [B, T], got {inputIds.Describe()}");
         var embeds = LanguageModel.Model.EmbedTokens.Forward(inputIds);              // [B, T, Hl]
         if (visionFeatures == null) return embeds;
@@ -139,17 +148,21 @@ public sealed class InternVLChatModel : Module
                 "InternVLChatModel: ImgContextTokenId is not set (no <IMG_CONTEXT> in the checkpoint's tokenizer files); set it from the tokenizer");
             using var selected = SelectFlagged(visionFeatures, imageFlags);          // [N', n, Hl]
             using var mask = ContextMask(inputIds, id, out long count);              // [B, T, 1]
-            long rows = selected.NumEl / selected.Shape[^1];
-            if (count != rows)
+            int hidden = selected.Shape[^1];
+            long rows = selected.NumEl / hidden;
+            if (count != rows && !(allowTruncatedImages && count < rows))
                 throw new ArgumentException($"InternVLChatModel: input_ids hold {count} <IMG_CONTEXT> tokens (id {id}) but the images give {rows} feature rows ({selected.Describe()})");
-            var merged = Ops.MaskedScatter(embeds, mask, selected);
+            imageTokensTruncated = count < rows;
+            using var flat = Ops.Reshape(selected, checked((int)rows), hidden);
+            using var used = Ops.Narrow(flat, 0, 0, checked((int)count));            // vit_embeds[:n_token]
+            var merged = Ops.MaskedScatter(embeds, mask, used);
             _tap?.Invoke("inputs_embeds", merged);
             return merged;
         }
     }
 
     /// <summary>The feature rows [N', n, Hl] of the tiles whose image flag is 1 (all of them without flags).</summary>
-    internal static Tensor SelectFlagged(Tensor features, Tensor? imageFlags)
+    static Tensor SelectFlagged(Tensor features, Tensor? imageFlags)
     {
         if (imageFlags == null) return Ops.Contiguous(features);   // an alias that keeps the autograd link
         if (imageFlags.NumEl != features.Shape[0])
@@ -184,10 +197,18 @@ public sealed class InternVLChatModel : Module
     /// <paramref name="segmentIds"/> (I64 [B, T], one id per sample): each sample then attends only to itself.
     /// </summary>
     public Tensor Forward(Tensor inputIds, Tensor? pixelValues = null, Tensor? imageFlags = null,
-        Tensor? positionIds = null, Tensor? segmentIds = null)
+        Tensor? positionIds = null, Tensor? segmentIds = null) =>
+        Forward(inputIds, pixelValues, imageFlags, positionIds, segmentIds, allowTruncatedImages: false, out _);
+
+    /// <summary>
+    /// <see cref="Forward(Tensor, Tensor?, Tensor?, Tensor?, Tensor?)"/> with the image-token rule of
+    /// <see cref="EmbedInputs(Tensor, Tensor?, Tensor?, bool, out bool)"/> (training passes <paramref name="allowTruncatedImages"/>).
+    /// </summary>
+    public Tensor Forward(Tensor inputIds, Tensor? pixelValues, Tensor? imageFlags, Tensor? positionIds, Tensor? segmentIds,
+        bool allowTruncatedImages, out bool imageTokensTruncated)
     {
         using var features = pixelValues != null ? ExtractFeature(pixelValues) : null;
-        using var embeds = EmbedInputs(inputIds, features, imageFlags);
+        using var embeds = EmbedInputs(inputIds, features, imageFlags, allowTruncatedImages, out imageTokensTruncated);
         var logits = LanguageModel.Forward(embeds, cache: null, lastOnly: false, _tap, positionIds: positionIds, segmentIds: segmentIds);
         _tap?.Invoke("logits", logits);
         return logits;

@@ -79,34 +79,9 @@ public static class InternVLTraining
     /// reports it in <paramref name="imageTokensTruncated"/> (the loss must then be multiplied by 0). More tokens than rows
     /// is an error, as in the official code.
     /// </summary>
-    public static Tensor ForwardForTraining(InternVLChatModel model, InternVLBatch batch, out bool imageTokensTruncated)
-    {
-        imageTokensTruncated = false;
-        if (batch.PixelValues == null) return model.Forward(batch.InputIds, positionIds: batch.PositionIds, segmentIds: batch.SegmentIds);
-        int ctx = model.ImgContextTokenId ?? throw new InvalidOperationException(
-            "InternVL training: ImgContextTokenId is not set (no <IMG_CONTEXT> in the checkpoint's tokenizer files); set it from the tokenizer");
-        using var features = model.ExtractFeature(batch.PixelValues);                   // [N, n, Hl]
-        using var selected = InternVLChatModel.SelectFlagged(features, batch.ImageFlags);                  // [N', n, Hl]
-        int hidden = selected.Shape[^1];
-        long rows = selected.NumEl / hidden, count = 0;
-        foreach (long id in batch.InputIds.ToLongArray()) if (id == ctx) count++;
-        Tensor embeds;
-        if (count >= rows) embeds = model.EmbedInputs(batch.InputIds, selected);        // equal, or the model's error for more
-        else
-        {
-            imageTokensTruncated = true;
-            using var flat = Ops.Reshape(selected, checked((int)rows), hidden);
-            using var first = Ops.Narrow(flat, 0, 0, checked((int)count));              // vit_embeds[:n_token]
-            embeds = model.EmbedInputs(batch.InputIds, first);
-        }
-        using (embeds)
-        {
-            var logits = model.LanguageModel.Forward(embeds, cache: null, lastOnly: false, model.Tap,
-                positionIds: batch.PositionIds, segmentIds: batch.SegmentIds);
-            model.Tap?.Invoke("logits", logits);
-            return logits;
-        }
-    }
+    public static Tensor ForwardForTraining(InternVLChatModel model, InternVLBatch batch, out bool imageTokensTruncated) =>
+        model.Forward(batch.InputIds, batch.PixelValues, batch.ImageFlags, batch.PositionIds, batch.SegmentIds,
+            allowTruncatedImages: true, out imageTokensTruncated);
 
     /// <summary>
     /// The loss on given logits [B, T, V]: logits[:, :-1] against labels[:, 1:], ignore −100.
