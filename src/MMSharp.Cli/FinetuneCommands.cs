@@ -225,7 +225,8 @@ static class FinetuneCommands
             bool ok = ShapesDataset.IsCorrect(reply, answer);
             correct += ok ? 1 : 0;
             total++;
-            string kind = System.Text.Json.JsonDocument.Parse(text).RootElement.TryGetProperty("kind", out var k) ? k.GetString() ?? "?" : "?";
+            using var json = System.Text.Json.JsonDocument.Parse(text);
+            string kind = json.RootElement.TryGetProperty("kind", out var k) ? k.GetString() ?? "?" : "?";
             var (kc, kt) = perKind.GetValueOrDefault(kind);
             perKind[kind] = (kc + (ok ? 1 : 0), kt + 1);
             if (shown++ < 6) Console.WriteLine($"  Q: {question,-36} A: {reply.Trim(),-10} (expected {answer}) {(ok ? "ok" : "WRONG")}");
