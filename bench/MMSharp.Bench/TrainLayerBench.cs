@@ -23,6 +23,11 @@ static class TrainLayerBench
     {
         int seq = opts.Ints("seq", [512])[0], steps = opts.Ints("steps", [10])[0], warmup = opts.Ints("warmup", [3])[0];
         bool recompute = opts.Ints("recompute", [0])[0] != 0, profile = opts.Ints("profile", [0])[0] != 0;
+        if (opts.Ints("gemms", [0])[0] != 0)
+        {
+            foreach (int threads in opts.Ints("threads", [2])) Gemms(seq, threads);
+            return;
+        }
         foreach (int threads in opts.Ints("threads", [2]))
             Case(seq, threads, steps, warmup, recompute, profile);
     }
@@ -101,6 +106,52 @@ static class TrainLayerBench
         }
         parts.Add($"other={100 * (fwdMs - booked) / totalMs:F1}%");
         Console.WriteLine("  forward (share of step time): " + string.Join(" ", parts));
+        foreach (var (name, sec, calls) in Profiler.Named())
+            Console.WriteLine($"  {name,-48} {100 * sec * 1e3 / totalMs,5:F1}%  {sec * 1e3 / calls,8:F2} ms/call  calls={calls}");
+    }
+
+    /// <summary>
+    /// --gemms 1: GFLOP/s of the three GEMMs of each linear of the layer at this seq (forward y = x Wᵀ, dx = g W,
+    /// dW = gᵀ x, with the strides Ops.Linear passes), ours and OpenBLAS (what torch calls) alternating, medians of 7.
+    /// </summary>
+    static unsafe void Gemms(int rows, int threads)
+    {
+        Par.Threads = threads;
+        OpenBlas.openblas_set_num_threads(threads);
+        (string Name, int Out, int In)[] linears = [("q_proj", 896, 896), ("k_proj", 128, 896), ("o_proj", 896, 896), ("gate_proj", 4864, 896), ("down_proj", 896, 4864)];
+        foreach (var (name, outF, inF) in linears)
+        {
+            using var x = Tensor.RandN([rows, inF], 1);
+            using var w = Tensor.RandN([outF, inF], 2);
+            using var g = Tensor.RandN([rows, outF], 3);
+            using var y = Tensor.Empty([rows, outF]);
+            using var gx = Tensor.Empty([rows, inF]);
+            using var gw = Tensor.Empty([outF, inF]);
+            float* xp = x.F32Ptr, wp = w.F32Ptr, gp = g.F32Ptr, yp = y.F32Ptr, gxp = gx.F32Ptr, gwp = gw.F32Ptr;
+            double flop = 2.0 * rows * outF * inF;
+            var cases = new (string Kind, Action Ours, Action Blas)[]
+            {
+                ("fwd", () => Gemm.Sgemm(rows, outF, inF, xp, inF, 1, wp, 1, inF, yp, outF),
+                        () => OpenBlas.cblas_sgemm(OpenBlas.RowMajor, OpenBlas.NoTrans, OpenBlas.Trans, rows, outF, inF, 1, xp, inF, wp, inF, 0, yp, outF)),
+                ("dx", () => Gemm.Sgemm(rows, inF, outF, gp, outF, 1, wp, inF, 1, gxp, inF),
+                       () => OpenBlas.cblas_sgemm(OpenBlas.RowMajor, OpenBlas.NoTrans, OpenBlas.NoTrans, rows, inF, outF, 1, gp, outF, wp, inF, 0, gxp, inF)),
+                ("dW", () => Gemm.Sgemm(outF, inF, rows, gp, 1, outF, xp, inF, 1, gwp, inF),
+                       () => OpenBlas.cblas_sgemm(OpenBlas.RowMajor, OpenBlas.Trans, OpenBlas.NoTrans, outF, inF, rows, 1, gp, outF, xp, inF, 0, gwp, inF)),
+            };
+            foreach (var (kind, ours, blas) in cases)
+            {
+                var to = new List<double>(); var tb = new List<double>();
+                for (int r = 0; r < 8; r++)
+                {
+                    long t0 = Stopwatch.GetTimestamp(); ours(); long t1 = Stopwatch.GetTimestamp(); blas(); long t2 = Stopwatch.GetTimestamp();
+                    if (r == 0) continue;
+                    to.Add((t1 - t0) / (double)Stopwatch.Frequency); tb.Add((t2 - t1) / (double)Stopwatch.Frequency);
+                }
+                double o = Median(to), b = Median(tb);
+                Console.WriteLine($"gemm {name,-10} {kind,-3} m={(kind == "dW" ? outF : rows)} n={(kind == "dx" ? inF : kind == "dW" ? inF : outF)} k={(kind == "dx" ? outF : kind == "dW" ? rows : inF)} threads={threads}: " +
+                    $"ours {o * 1e3:F2} ms {flop / o / 1e9:F0} GFLOP/s | openblas {b * 1e3:F2} ms {flop / b / 1e9:F0} GFLOP/s | ours/openblas time {o / b:F2}");
+            }
+        }
     }
 
     static double Median(List<double> xs) { var s = xs.Order().ToList(); return s[s.Count / 2]; }

@@ -29,7 +29,22 @@ public static class Profiler
     {
         Array.Clear(_ticks);
         Array.Clear(_calls);
+        _named.Clear();
     }
+
+    static readonly Dictionary<string, (long Ticks, long Calls)> _named = new();
+
+    /// <summary>Books <paramref name="ticks"/> (<see cref="Stopwatch"/> ticks) to a named entry, e.g. one autograd node's
+    /// backward by op name (see <see cref="Autograd.BackwardEngine"/>); the caller checks <see cref="Enabled"/>.</summary>
+    public static void Book(string name, long ticks)
+    {
+        _named.TryGetValue(name, out var e);
+        _named[name] = (e.Ticks + ticks, e.Calls + 1);
+    }
+
+    /// <summary>Named entries booked since the last <see cref="Reset"/>: seconds and calls, largest first.</summary>
+    public static IEnumerable<(string Name, double Seconds, long Calls)> Named() =>
+        _named.Select(kv => (kv.Key, kv.Value.Ticks / (double)Stopwatch.Frequency, kv.Value.Calls)).OrderByDescending(e => e.Item2);
 
     /// <summary>Seconds booked to <paramref name="category"/> since the last <see cref="Reset"/>.</summary>
     public static double Seconds(ProfileCategory category) => _ticks[(int)category] / (double)Stopwatch.Frequency;

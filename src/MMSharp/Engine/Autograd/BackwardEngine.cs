@@ -67,7 +67,10 @@ public static class BackwardEngine
             var g = node.PendingGrad;
             node.PendingGrad = null;
             var inputs = node.Inputs;
+            long t0 = Profiler.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
             Tensor?[] grads = g == null ? new Tensor?[inputs.Length] : node.Apply(g);
+            long t1 = Profiler.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+            if (Profiler.Enabled) Profiler.Book("bwd " + node.Name, t1 - t0);
             if (grads.Length != inputs.Length)
                 throw new InvalidOperationException($"backward of '{node.Name}' returned {grads.Length} gradients for {inputs.Length} inputs");
 
@@ -114,6 +117,7 @@ public static class BackwardEngine
                 if (gi != null && !claimed.Contains(gi)) gi.Dispose();
             if (g != null && !claimed.Contains(g)) g.Dispose();
             if (!retainGraph) node.Release();
+            if (Profiler.Enabled) Profiler.Book("bwd (gradient routing, accumulation, release)", System.Diagnostics.Stopwatch.GetTimestamp() - t1);
         }
     }
 
