@@ -25,6 +25,7 @@ static class TrainLayerBench
         bool recompute = opts.Ints("recompute", [0])[0] != 0, profile = opts.Ints("profile", [0])[0] != 0;
         if (opts.Ints("gemms", [0])[0] != 0)
         {
+            _cpuClock = opts.Get("clock") == "cpu";
             foreach (int threads in opts.Ints("threads", [2])) Gemms(seq, threads);
             return;
         }
@@ -143,15 +144,28 @@ static class TrainLayerBench
                 var to = new List<double>(); var tb = new List<double>();
                 for (int r = 0; r < 8; r++)
                 {
-                    long t0 = Stopwatch.GetTimestamp(); ours(); long t1 = Stopwatch.GetTimestamp(); blas(); long t2 = Stopwatch.GetTimestamp();
+                    double t0 = Now(); ours(); double t1 = Now(); blas(); double t2 = Now();
                     if (r == 0) continue;
-                    to.Add((t1 - t0) / (double)Stopwatch.Frequency); tb.Add((t2 - t1) / (double)Stopwatch.Frequency);
+                    to.Add(t1 - t0); tb.Add(t2 - t1);
                 }
                 double o = Median(to), b = Median(tb);
                 Console.WriteLine($"gemm {name,-10} {kind,-3} m={(kind == "dW" ? outF : rows)} n={(kind == "dx" ? inF : kind == "dW" ? inF : outF)} k={(kind == "dx" ? outF : kind == "dW" ? rows : inF)} threads={threads}: " +
                     $"ours {o * 1e3:F2} ms {flop / o / 1e9:F0} GFLOP/s | openblas {b * 1e3:F2} ms {flop / b / 1e9:F0} GFLOP/s | ours/openblas time {o / b:F2}");
             }
         }
+    }
+
+    static bool _cpuClock;
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)] struct TimeSpec { public long Sec, NSec; }
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")] static extern int ClockGetTime(int clock, out TimeSpec ts);
+
+    /// <summary>Seconds on the wall clock, or (--clock cpu, single-threaded cases) on this thread's CPU clock.</summary>
+    static double Now()
+    {
+        if (!_cpuClock) return Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
+        ClockGetTime(3, out var ts); // CLOCK_THREAD_CPUTIME_ID
+        return ts.Sec + ts.NSec * 1e-9;
     }
 
     static double Median(List<double> xs) { var s = xs.Order().ToList(); return s[s.Count / 2]; }

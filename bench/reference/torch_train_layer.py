@@ -15,6 +15,7 @@ a fresh mmap whose pages fault in at ~10 us per 4 KiB here, which halves torch's
 type (OPENBLAS_CORETYPE=SkylakeX: Debian's OpenBLAS does not know Zen 5). --tuned 0 runs with the environment as is.
 """
 import argparse
+import resource
 import math
 import os
 import sys
@@ -126,12 +127,15 @@ def main():
         x.grad = None
         t3 = time.perf_counter()
         del y
+        if step == a.warmup - 1:
+            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         if step >= a.warmup:
             fwd.append(t1 - t0); bwd.append(t2 - t1); optm.append(t3 - t2); tot.append(t3 - t0)
     ms = statistics.median(tot) * 1e3
     print(f"torch-train-layer seq={T} hidden={HIDDEN} threads={a.threads} tokens_per_s={T / (ms / 1e3):.0f} "
           f"ms_per_step={ms:.1f} fwd_ms={statistics.median(fwd) * 1e3:.1f} bwd_ms={statistics.median(bwd) * 1e3:.1f} "
-          f"opt_ms={statistics.median(optm) * 1e3:.1f} recompute={a.recompute} tuned={int(os.environ.get('MALLOC_MMAP_THRESHOLD_') is not None)} "
+          f"opt_ms={statistics.median(optm) * 1e3:.1f} "
+          f"minor_faults_per_step={(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / a.steps:.0f} recompute={a.recompute} tuned={int(os.environ.get('MALLOC_MMAP_THRESHOLD_') is not None)} "
           f"torch={torch.__version__} load={open('/proc/loadavg').read().split()[0]}")
 
 

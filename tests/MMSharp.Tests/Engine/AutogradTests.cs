@@ -106,6 +106,21 @@ public sealed class AutogradTests
     }
 
     [Fact]
+    public void NonContiguousGradientView_IsReleasedAfterItsCopy()
+    {
+        // a backward returning a strided view (as transpose's does) hands the engine a storage reference; once the
+        // engine has made its contiguous copy the view must go, or the storage never returns to the pool
+        using var src = Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, 2, 3);
+        var x = Tensor.Zeros([3, 2]);
+        x.RequiresGrad = true;
+        var y = Tensor.Zeros([3, 2]).WithGradFn("view_grad", [x], [], g => [Ops.Transpose(src, 0, 1)]);
+        Assert.Equal(1, src.Storage.RefCount);
+        y.Backward(Tensor.Ones([3, 2]));
+        Assert.Equal(1, src.Storage.RefCount);
+        Assert.Equal(new float[] { 1, 4, 2, 5, 3, 6 }, x.Grad!.ToFloatArray());
+    }
+
+    [Fact]
     public void NoGrad_RecordsNothing()
     {
         var x = Tensor.FromArray([1f], 1); x.RequiresGrad = true;

@@ -87,8 +87,11 @@ public static class BackwardEngine
                             $"backward of '{node.Name}' gave a gradient of shape {Tensor.ShapeString(gi.Shape)} for input {i}, {inp.Describe()}");
                     if (gi.DType != DType.F32 || !gi.IsContiguous)
                     {
-                        var c = Ops.Contiguous(gi, DType.F32);
-                        grads[i] = gi = c;
+                        var view = gi;
+                        grads[i] = gi = Ops.Contiguous(view, DType.F32);
+                        // the engine owns the returned view: drop it now unless another slot (disposed below) holds it,
+                        // or its storage stays referenced and never returns to the pool (a fresh buffer every step)
+                        if (!ReferenceEquals(view, g) && CountOf(grads, view) == 0) view.Dispose();
                     }
                     if (fn != null)
                     {
