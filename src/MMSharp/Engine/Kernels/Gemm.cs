@@ -47,13 +47,15 @@ public static unsafe class Gemm
         public readonly delegate*<int, float*, float*, float*, long, float, void> Run = run;
     }
 
-    // Zen 5: 48 KiB L1d, 1 MiB L2 per core. The KC x NR B micro-panel (24 KiB) stays in L1 while MR x KC A
-    // micro-panels stream from the MC x KC A block (256 KiB); the KC x NC B block (384 KiB) fits in L2 too.
-    // Sweeps (KC 128..384, NC 768..8192, single thread, CPU clock): NC = 768 beat an L3-sized NC by ~5% at
-    // M = 256 (the packed B is written and re-read in L2), KC = 128 was marginally ahead of 192/256.
+    // Zen 5: 48 KiB L1d, 1 MiB L2 per core. The KC x NR B micro-panel (48 KiB) is read from L1/L2 while MR x KC A
+    // micro-panels stream from the MC x KC A block (512 KiB). First sweeps (KC 128..384, NC 768..8192, single
+    // thread, CPU clock, forward shapes at M = 256) had KC = 128, NC = 768 marginally ahead; on the training
+    // shapes of a Qwen2-0.5B layer at M = 512 (forward x·Wᵀ, dx = g·W, dW = gᵀ·x; bench train-layer --gemms 1)
+    // KC = 256, NC = 1536 took ~5% less time in total (half the passes over the C block, which at M = 512
+    // does not fit in L2), and the forward shapes at M = 256 / 1024 stayed within noise.
     static Kernel KernelFor(Path p) => p switch
     {
-        Path.Avx512 => new Kernel(8, 48, 128, 512, 768, &GemmMicroKernels.Avx512_8x48),
+        Path.Avx512 => new Kernel(8, 48, 256, 512, 1536, &GemmMicroKernels.Avx512_8x48),
         Path.Avx2 => new Kernel(6, 16, 256, 6 * 40, 16 * 256, &GemmMicroKernels.Avx2_6x16),
         _ => new Kernel(4, 8, 256, 4 * 32, 8 * 256, &GemmMicroKernels.Scalar_4x8),
     };
