@@ -121,6 +121,20 @@ public sealed class AutogradTests
     }
 
     [Fact]
+    public void Backward_BooksEachNodeByName_WhenProfilerEnabled()
+    {
+        var x = Tensor.FromArray([1f, 2f], 2); x.RequiresGrad = true;
+        var y = Scale(Scale(x, 2f), 3f);
+        Profiler.Reset();
+        Profiler.Enabled = true;
+        try { y.Backward(Tensor.Ones(2)); }
+        finally { Profiler.Enabled = false; }
+        var scale = Profiler.Named().Single(e => e.Name == "bwd scale");
+        Assert.Equal(2, scale.Calls);
+        Assert.Contains(Profiler.Named(), e => e.Name.StartsWith("bwd (gradient routing"));
+    }
+
+    [Fact]
     public void NoGrad_RecordsNothing()
     {
         var x = Tensor.FromArray([1f], 1); x.RequiresGrad = true;
