@@ -8,6 +8,8 @@ using MMSharp.Bench;
 //   mmsharp-bench gemv-stream [--k 896] [--threads 1,2]
 //   mmsharp-bench decode-gemv [--threads 1,2] [--reps 9] [--items 0,4] [--kinds 1] [--pattern gate_up,qkv+o+gate_up+down]
 //   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24] [--attention decode,tiled] [--fused on,off]
+//   mmsharp-bench train-layer [--seq 512] [--threads 2] [--steps 10] [--warmup 3] [--recompute 0|1] [--profile 0|1]
+//     (PyTorch reference: /usr/bin/python3 bench/reference/torch_train_layer.py [--seq 512] [--threads 2] [--steps 10])
 // --clock cpu times single-threaded cases with the thread's CPU clock (tuning on a busy machine).
 // Comparisons are ratios measured side by side in one run (ours and OpenBLAS alternate per repetition).
 var opts = Options.Parse(args.Skip(1).ToArray());
@@ -20,8 +22,9 @@ switch (args.FirstOrDefault())
     case "decode-profile": DecodeProfile.Run(opts); break;
     case "gemv-stream": GemvStreamBench.Run(opts); break;
     case "decode-gemv": DecodeGemvBench.Run(opts); break;
+    case "train-layer": TrainLayerBench.Run(opts); break;
     default:
-        Console.Error.WriteLine("usage: mmsharp-bench gemm|bandwidth|attention|generate|decode-profile|decode-gemv|gemv-stream [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T]");
+        Console.Error.WriteLine("usage: mmsharp-bench gemm|bandwidth|attention|generate|decode-profile|decode-gemv|gemv-stream|train-layer [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T]");
         Environment.Exit(2);
         break;
 }

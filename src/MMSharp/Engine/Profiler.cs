@@ -29,6 +29,27 @@ public static class Profiler
     {
         Array.Clear(_ticks);
         Array.Clear(_calls);
+        lock (_named) _named.Clear();
+    }
+
+    static readonly Dictionary<string, (long Ticks, long Calls)> _named = new();
+
+    /// <summary>Books <paramref name="ticks"/> (<see cref="Stopwatch"/> ticks) to a named entry, e.g. one autograd node's
+    /// backward by op name (see <see cref="Autograd.BackwardEngine"/>); the caller checks <see cref="Enabled"/>.</summary>
+    public static void Book(string name, long ticks)
+    {
+        lock (_named) // a backward on another thread must not corrupt the table (the counters above tolerate races)
+        {
+            _named.TryGetValue(name, out var e);
+            _named[name] = (e.Ticks + ticks, e.Calls + 1);
+        }
+    }
+
+    /// <summary>Named entries booked since the last <see cref="Reset"/>: seconds and calls, largest first.</summary>
+    public static IReadOnlyList<(string Name, double Seconds, long Calls)> Named()
+    {
+        lock (_named)
+            return _named.Select(kv => (kv.Key, kv.Value.Ticks / (double)Stopwatch.Frequency, kv.Value.Calls)).OrderByDescending(e => e.Item2).ToList();
     }
 
     /// <summary>Seconds booked to <paramref name="category"/> since the last <see cref="Reset"/>.</summary>

@@ -106,6 +106,35 @@ public sealed class AutogradTests
     }
 
     [Fact]
+    public void NonContiguousGradientView_IsReleasedAfterItsCopy()
+    {
+        // a backward returning a strided view (as transpose's does) hands the engine a storage reference; once the
+        // engine has made its contiguous copy the view must go, or the storage never returns to the pool
+        using var src = Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, 2, 3);
+        var x = Tensor.Zeros([3, 2]);
+        x.RequiresGrad = true;
+        var y = Tensor.Zeros([3, 2]).WithGradFn("view_grad", [x], [], g => [Ops.Transpose(src, 0, 1)]);
+        Assert.Equal(1, src.Storage.RefCount);
+        y.Backward(Tensor.Ones([3, 2]));
+        Assert.Equal(1, src.Storage.RefCount);
+        Assert.Equal(new float[] { 1, 4, 2, 5, 3, 6 }, x.Grad!.ToFloatArray());
+    }
+
+    [Fact]
+    public void Backward_BooksEachNodeByName_WhenProfilerEnabled()
+    {
+        var x = Tensor.FromArray([1f, 2f], 2); x.RequiresGrad = true;
+        var y = Scale(Scale(x, 2f), 3f);
+        Profiler.Reset();
+        Profiler.Enabled = true;
+        try { y.Backward(Tensor.Ones(2)); }
+        finally { Profiler.Enabled = false; }
+        var scale = Profiler.Named().Single(e => e.Name == "bwd scale");
+        Assert.Equal(2, scale.Calls);
+        Assert.Contains(Profiler.Named(), e => e.Name.StartsWith("bwd (gradient routing"));
+    }
+
+    [Fact]
     public void NoGrad_RecordsNothing()
     {
         var x = Tensor.FromArray([1f], 1); x.RequiresGrad = true;

@@ -153,6 +153,29 @@ public sealed unsafe class GemmTests
         finally { Par.Threads = savedThreads; }
     }
 
+    /// <summary>Two threads cut C along n (40 x 1000), or along m where that balances the tiles better (64 x 400:
+    /// 9 panels of 48 columns would leave one thread 5 of them); either way each element is the one-thread value.</summary>
+    [Theory]
+    [InlineData(64, 400, 300)]
+    [InlineData(40, 1000, 150)]
+    [InlineData(520, 896, 64)]
+    public void Sgemm_GivesTheOneThreadBits_WithTwoThreads(int m, int n, int k)
+    {
+        using var a = new Operand(m, k, true, 7);
+        using var b = new Operand(k, n, false, 8);
+        var c0 = InitialC(m, n, 0f);
+        int savedThreads = Par.Threads;
+        try
+        {
+            Par.Threads = 1;
+            var one = Run(false, m, n, k, a, b, 0f, c0, false);
+            Par.Threads = 2;
+            var two = Run(false, m, n, k, a, b, 0f, c0, false);
+            Assert.Equal(one, two);
+        }
+        finally { Par.Threads = savedThreads; }
+    }
+
     [Fact]
     public void Sgemm_WithZeroK_ScalesC()
     {

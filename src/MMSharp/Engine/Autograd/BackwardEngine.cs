@@ -67,7 +67,10 @@ public static class BackwardEngine
             var g = node.PendingGrad;
             node.PendingGrad = null;
             var inputs = node.Inputs;
+            long t0 = Profiler.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
             Tensor?[] grads = g == null ? new Tensor?[inputs.Length] : node.Apply(g);
+            long t1 = Profiler.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+            if (Profiler.Enabled) Profiler.Book("bwd " + node.Name, t1 - t0);
             if (grads.Length != inputs.Length)
                 throw new InvalidOperationException($"backward of '{node.Name}' returned {grads.Length} gradients for {inputs.Length} inputs");
 
@@ -84,8 +87,11 @@ public static class BackwardEngine
                             $"backward of '{node.Name}' gave a gradient of shape {Tensor.ShapeString(gi.Shape)} for input {i}, {inp.Describe()}");
                     if (gi.DType != DType.F32 || !gi.IsContiguous)
                     {
-                        var c = Ops.Contiguous(gi, DType.F32);
-                        grads[i] = gi = c;
+                        var view = gi;
+                        grads[i] = gi = Ops.Contiguous(view, DType.F32);
+                        // the engine owns the returned view: drop it now unless another slot (disposed below) holds it,
+                        // or its storage stays referenced and never returns to the pool (a fresh buffer every step)
+                        if (!ReferenceEquals(view, g) && CountOf(grads, view) == 0) view.Dispose();
                     }
                     if (fn != null)
                     {
@@ -114,6 +120,7 @@ public static class BackwardEngine
                 if (gi != null && !claimed.Contains(gi)) gi.Dispose();
             if (g != null && !claimed.Contains(g)) g.Dispose();
             if (!retainGraph) node.Release();
+            if (Profiler.Enabled) Profiler.Book("bwd (gradient routing, accumulation, release)", System.Diagnostics.Stopwatch.GetTimestamp() - t1);
         }
     }
 

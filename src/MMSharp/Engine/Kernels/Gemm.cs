@@ -47,13 +47,15 @@ public static unsafe class Gemm
         public readonly delegate*<int, float*, float*, float*, long, float, void> Run = run;
     }
 
-    // Zen 5: 48 KiB L1d, 1 MiB L2 per core. The KC x NR B micro-panel (24 KiB) stays in L1 while MR x KC A
-    // micro-panels stream from the MC x KC A block (256 KiB); the KC x NC B block (384 KiB) fits in L2 too.
-    // Sweeps (KC 128..384, NC 768..8192, single thread, CPU clock): NC = 768 beat an L3-sized NC by ~5% at
-    // M = 256 (the packed B is written and re-read in L2), KC = 128 was marginally ahead of 192/256.
+    // Zen 5: 48 KiB L1d, 1 MiB L2 per core. The KC x NR B micro-panel (48 KiB) is read from L1/L2 while MR x KC A
+    // micro-panels stream from the MC x KC A block (512 KiB). First sweeps (KC 128..384, NC 768..8192, single
+    // thread, CPU clock, forward shapes at M = 256) had KC = 128, NC = 768 marginally ahead; on the training
+    // shapes of a Qwen2-0.5B layer at M = 512 (forward x·Wᵀ, dx = g·W, dW = gᵀ·x; bench train-layer --gemms 1)
+    // KC = 256, NC = 1536 took ~5% less time in total (half the passes over the C block, which at M = 512
+    // does not fit in L2), and the forward shapes at M = 256 / 1024 stayed within noise.
     static Kernel KernelFor(Path p) => p switch
     {
-        Path.Avx512 => new Kernel(8, 48, 128, 512, 768, &GemmMicroKernels.Avx512_8x48),
+        Path.Avx512 => new Kernel(8, 48, 256, 512, 1536, &GemmMicroKernels.Avx512_8x48),
         Path.Avx2 => new Kernel(6, 16, 256, 6 * 40, 16 * 256, &GemmMicroKernels.Avx2_6x16),
         _ => new Kernel(4, 8, 256, 4 * 32, 8 * 256, &GemmMicroKernels.Scalar_4x8),
     };
@@ -90,14 +92,18 @@ public static unsafe class Gemm
         }
 
         var ker = KernelFor(path);
-        // Threads: only when each gets ~1M multiply-adds. C is cut into tM x tN rectangles of whole tiles,
-        // preferring cuts along n (each thread then packs only its own B columns).
+        // Threads: only when each gets ~1M multiply-adds. C is cut into tM x tN rectangles of whole tiles: the cut
+        // whose largest rectangle has the fewest MR x NR tiles, preferring cuts along n on a tie (each thread then
+        // packs only its own B columns). n = 896 is 18⅔ panels of 48, so halving it along n leaves one thread 10
+        // panels; with enough rows, halving m is 5% better balanced.
         long macs = (long)m * n * k;
         int threads = (int)Math.Clamp(macs >> 20, 1, Par.Threads);
         int panelsN = (n + ker.NR - 1) / ker.NR, panelsM = (m + ker.MR - 1) / ker.MR;
         int tN, tM;
         if (panelsN >= 4 * threads || panelsM < 2 * threads) { tN = Math.Min(threads, panelsN); tM = Math.Max(1, Math.Min(threads / tN, panelsM)); }
         else { tM = Math.Min(threads, panelsM); tN = Math.Max(1, Math.Min(threads / tM, panelsN)); }
+        if (panelsM >= 4 * threads && (long)Ceil(panelsM, threads) * panelsN < (long)Ceil(panelsN, tN) * Ceil(panelsM, tM))
+            (tM, tN) = (threads, 1);
 
         if (tM * tN == 1) { Blocked<TE>(ker, m, n, k, a, aRow, aCol, b, bRow, bCol, c, ldc, beta); return; }
         nint ap = (nint)a, bp = (nint)b, cp = (nint)c;
@@ -111,6 +117,8 @@ public static unsafe class Gemm
                 GemmPack.Offset<TE>((void*)bp, j0 * bCol), bRow, bCol, (float*)cp + i0 * ldc + j0, ldc, beta);
         });
     }
+
+    static int Ceil(int a, int b) => (a + b - 1) / b;
 
     static int Split(int panels, int parts, int index) => (int)((long)panels * index / parts);
 

@@ -63,6 +63,11 @@ internal static unsafe class GemmPack
                 // spaced mr apart overlap and are overwritten by the next one (Slack covers the last).
                 for (; p + 16 <= kc; p += 16) Transpose16<F32Elem>(src + p, aRow, rows, dst + p * mr, mr);
             }
+            else if (aRow == 1 && rows == mr && mr == 8 && Vector256.IsHardwareAccelerated)
+            {
+                // column-major A (e.g. gᵀ in a weight gradient dW = gᵀx): each k holds the panel's 8 rows contiguously
+                for (; p < kc; p++) Vector256.Load(src + p * aCol).Store(dst + p * 8);
+            }
             else if (aRow == 1 && rows == mr)
             {
                 for (; p < kc; p++)
