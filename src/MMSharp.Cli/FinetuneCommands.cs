@@ -210,6 +210,8 @@ static class FinetuneCommands
         int correct = 0, total = 0, shown = 0;
         var perKind = new SortedDictionary<string, (int Correct, int Total)>(StringComparer.Ordinal);
         long line = 0;
+        string resultsPath = Path.Combine(dir, "results.jsonl");
+        using var results = new StreamWriter(resultsPath) { NewLine = "\n" };   // one line per held-out question, for a closer look
         foreach (var text in File.ReadLines(shapes.ValJsonl))
         {
             line++;
@@ -229,8 +231,11 @@ static class FinetuneCommands
             string kind = json.RootElement.TryGetProperty("kind", out var k) ? k.GetString() ?? "?" : "?";
             var (kc, kt) = perKind.GetValueOrDefault(kind);
             perKind[kind] = (kc + (ok ? 1 : 0), kt + 1);
+            int shapeCount = json.RootElement.TryGetProperty("shapes", out var sc) ? sc.GetInt32() : 0;
+            results.WriteLine(System.Text.Json.JsonSerializer.Serialize(new { id = record.Id, kind, shapes = shapeCount, question, answer, reply = reply.Trim(), ok }));
             if (shown++ < 6) Console.WriteLine($"  Q: {question,-36} A: {reply.Trim(),-10} (expected {answer}) {(ok ? "ok" : "WRONG")}");
         }
+        Console.WriteLine($"demo: every answer in {resultsPath}");
         Console.WriteLine("demo: by question kind: " + string.Join(", ", perKind.Select(p => FormattableString.Invariant($"{p.Key} {p.Value.Correct}/{p.Value.Total}"))));
         double acc = total == 0 ? 0 : (double)correct / total;
         Console.WriteLine(FormattableString.Invariant($"demo: held-out exact-match accuracy {acc:F3} ({correct}/{total}) in {clock.Elapsed.TotalSeconds:F0} s"));

@@ -7,11 +7,13 @@ using MMSharp.Vision;
 namespace MMSharp.Data;
 
 /// <summary>
-/// The demo's synthetic visual-question data: small PNG images (white background) with 1-4 filled shapes (circle, square,
-/// triangle, diamond) in 4 colours at 5 positions (left, right, top, bottom, center), and one question per image with a
-/// one-word answer that needs the image: how many shapes, what colour (of the shape / of the &lt;shape&gt;), what shape
-/// (is this / is the &lt;colour&gt; shape), where the &lt;colour&gt; &lt;shape&gt; is. The shapes of one image all differ in
-/// shape and in colour, so every question has one answer and names its target by one attribute. Deterministic given the seed.
+/// The demo's synthetic visual-question data: small PNG images (plain background) with 1-4 filled shapes (circle, square,
+/// triangle, diamond) in 4 colours at 5 positions (left, right, top, bottom, center), and questions with a one-word
+/// answer that needs the image: how many shapes, what colour (of the shape / of the &lt;shape&gt;), what shape (is this /
+/// is &lt;colour&gt;), where the &lt;colour&gt; &lt;shape&gt; is. The shapes of one image all differ in shape and in colour, so
+/// every question has one answer and names its target by one attribute. The attribute that picks the target is the last
+/// word of every question ("Which shape is red?", not "What shape is the red shape?"): the small demo LLM learnt the
+/// questions whose key word came last far sooner. Deterministic given the seed.
 /// <para>
 /// The canvas is a 3×3 grid of cells and each shape sits inside one cell (centre ± a small jitter). The demo model sees a
 /// 42-pixel image as 6×6 patches, which pixel shuffle folds into 3×3 image tokens: one token per cell, so a shape is never
@@ -61,7 +63,7 @@ public static class ShapesDataset
         yield return "What color is the shape?";
         yield return "What shape is this?";
         foreach (var s in Shapes) yield return $"What color is the {s}?";
-        foreach (var c in Colors) yield return $"What shape is the {c.Name} shape?";
+        foreach (var c in Colors) yield return $"Which shape is {c.Name}?";
         foreach (var c in Colors) foreach (var s in Shapes) yield return $"Where is the {c.Name} {s}?";
         foreach (var a in Shapes.Concat(Colors.Select(c => c.Name)).Concat(Positions.Select(p => p.Name)).Concat(CountWords[1..])) yield return a;
     }
@@ -114,7 +116,7 @@ public static class ShapesDataset
     static QA Ask(string kind, List<Item> items, Item target) => kind switch
     {
         "color" => new(items.Count == 1 ? "What color is the shape?" : $"What color is the {Shapes[target.Shape]}?", Colors[target.Color].Name, kind),
-        "shape" => new(items.Count == 1 ? "What shape is this?" : $"What shape is the {Colors[target.Color].Name} shape?", Shapes[target.Shape], kind),
+        "shape" => new(items.Count == 1 ? "What shape is this?" : $"Which shape is {Colors[target.Color].Name}?", Shapes[target.Shape], kind),
         "count" => new("How many shapes are there?", CountWords[items.Count], kind),
         "position" => new($"Where is the {Colors[target.Color].Name} {Shapes[target.Shape]}?", Positions[target.Position].Name, kind),
         _ => throw new ArgumentException($"ShapesDataset: unknown question kind '{kind}' (known: {string.Join(", ", Kinds)})"),
@@ -208,6 +210,7 @@ public static class ShapesDataset
                 w.WriteNumber("width", imageSize);
                 w.WriteNumber("height", imageSize);
                 w.WriteString("kind", ex.Kind);
+                w.WriteNumber("shapes", ex.Items.Count);
                 w.WriteStartArray("conversations");
                 for (int q = 0; q < ex.Questions.Count; q++)
                 {

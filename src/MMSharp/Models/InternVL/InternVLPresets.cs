@@ -17,11 +17,17 @@ public static class InternVLPresets
 {
     /// <summary>Geometry of a preset. The demo's 42-pixel images with 7-pixel patches give 6×6 patches → 3×3 = 9 image tokens, one per cell of the shapes canvas.</summary>
     public sealed record Geometry(int ImageSize, int PatchSize, int VitHidden, int VitLayers, int VitHeads, int VitIntermediate,
-        int LlmHidden, int LlmLayers, int LlmHeads, int LlmKvHeads, int LlmIntermediate, int MaxPositions, double DropPathRate = 0.0);
+        int LlmHidden, int LlmLayers, int LlmHeads, int LlmKvHeads, int LlmIntermediate, int MaxPositions, double DropPathRate = 0.0,
+        double LlmInitStd = 0.02);
 
-    /// <summary>The <c>demo</c> preset (≈ 0.3 M parameters plus the embeddings).</summary>
+    /// <summary>
+    /// The <c>demo</c> preset (≈ 0.3 M parameters plus the embeddings). Its LLM is initialised with std 0.08 (config
+    /// <c>initializer_range</c>) instead of Qwen2's 0.02, which is sized for hidden ≥ 896: in a 96-wide model 0.02 leaves the
+    /// attention almost uniform at the start, and the questions that must pick one shape out of several then sat on a
+    /// plateau for thousands of steps (held-out accuracy 0.55–0.89 after 6000 steps against 0.955–0.98 with 0.08).
+    /// </summary>
     public static readonly Geometry Demo = new(ImageSize: 42, PatchSize: 7, VitHidden: 64, VitLayers: 2, VitHeads: 2, VitIntermediate: 128,
-        LlmHidden: 96, LlmLayers: 2, LlmHeads: 4, LlmKvHeads: 2, LlmIntermediate: 192, MaxPositions: 2048);
+        LlmHidden: 96, LlmLayers: 2, LlmHeads: 4, LlmKvHeads: 2, LlmIntermediate: 192, MaxPositions: 2048, LlmInitStd: 0.08);
 
     /// <summary>
     /// <c>initializer_factor</c> of the vision config, which InternViT uses as the initial layer scale (ls1, ls2): 0.1 keeps
@@ -86,7 +92,7 @@ public static class InternVLPresets
             ["bos_token_id"] = bosId,
             ["eos_token_id"] = eosId,
             ["hidden_act"] = "silu",
-            ["initializer_range"] = 0.02,
+            ["initializer_range"] = g.LlmInitStd,
             ["hidden_size"] = g.LlmHidden,
             ["intermediate_size"] = g.LlmIntermediate,
             ["num_hidden_layers"] = g.LlmLayers,
@@ -156,7 +162,7 @@ public static class InternVLPresets
         string text = json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         var config = InternVLChatConfig.Parse(text, Path.Combine(outDir, "config.json"));
         using var model = new InternVLChatModel(config, DType.F32);
-        InitRandom(model, seed, layerScale: (float)LayerScaleInit);
+        InitRandom(model, seed, std: (float)g.LlmInitStd, layerScale: (float)LayerScaleInit);
         SafeTensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), model.StateDict(), new Dictionary<string, string> { ["format"] = "pt" });
         File.WriteAllText(Path.Combine(outDir, "config.json"), text);
         InternVLExport.WriteGenerationConfig(outDir, bosId, eosId);
