@@ -4,10 +4,11 @@ using MMSharp.Bench;
 //   mmsharp-bench gemm [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T] [--path avx512|avx2|scalar] [--clock cpu]
 //   mmsharp-bench bandwidth [--threads T]
 //   mmsharp-bench attention [--threads T] [--t 1024] [--d 64] [--reps 5]
-//   mmsharp-bench generate --preset internvl3-1b [--threads T]
+//   mmsharp-bench generate --preset internvl3-1b [--threads T] [--team on|off]
+//   mmsharp-bench gemv-pages [--threads 2] [--call-mb 1.6,17,512] [--dist 4096]
 //   mmsharp-bench gemv-stream [--k 896] [--threads 1,2]
 //   mmsharp-bench decode-gemv [--threads 1,2] [--reps 9] [--items 0,4] [--kinds 1] [--pattern gate_up,qkv+o+gate_up+down]
-//   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24] [--attention decode,tiled] [--fused on,off]
+//   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24] [--attention decode,tiled] [--fused on,off] [--team on,off]
 // --clock cpu times single-threaded cases with the thread's CPU clock (tuning on a busy machine).
 // Comparisons are ratios measured side by side in one run (ours and OpenBLAS alternate per repetition).
 var opts = Options.Parse(args.Skip(1).ToArray());
@@ -20,6 +21,7 @@ switch (args.FirstOrDefault())
     case "decode-profile": DecodeProfile.Run(opts); break;
     case "gemv-stream": GemvStreamBench.Run(opts); break;
     case "decode-gemv": DecodeGemvBench.Run(opts); break;
+    case "gemv-pages": GemvPagesBench.Run(opts); break;
     default:
         Console.Error.WriteLine("usage: mmsharp-bench gemm|bandwidth|attention|generate|decode-profile|decode-gemv|gemv-stream [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T]");
         Environment.Exit(2);
