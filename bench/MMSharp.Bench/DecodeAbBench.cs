@@ -64,8 +64,10 @@ static unsafe class DecodeAbBench
                 foreach (bool team in r % 2 == 0 ? new[] { true, false } : [false, true])
                 {
                     Qwen2ForCausalLM.TeamDecode = team;
+                    Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
+                    Qwen2TeamDecode.ProfilePhases = false;
                     double tps = block / Stopwatch.GetElapsedTime(t0).TotalSeconds;
                     if (team) on = tps; else off = tps;
                 }
@@ -75,6 +77,18 @@ static unsafe class DecodeAbBench
                 onShare.Add(on / bound); offShare.Add(off / bound);
             }
             Qwen2ForCausalLM.TeamDecode = true;
+            // the team step's time per phase kind (member 0's view), ms per token and weight GB/s of the GEMV kinds
+            long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
+            long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0];
+            string[] kindNames = ["qkv", "attention", "o", "gate_up", "down", "head", "outside"];
+            int tokens = rounds * block;
+            double teamMs = Qwen2TeamDecode.PhaseSeconds.Sum() * 1e3 / tokens;
+            Console.WriteLine($"  team phases, ms/token (weight GB/s), total {teamMs:F2}: " + string.Join(" ", kindNames.Select((n, i) =>
+            {
+                double sec = Qwen2TeamDecode.PhaseSeconds[i] / tokens;
+                return string.Create(CultureInfo.InvariantCulture, $"{n}={sec * 1e3:F2}") + (kindBytes[i] > 0 ? string.Create(CultureInfo.InvariantCulture, $"({kindBytes[i] / sec / 1e9:F1})") : "");
+            })));
+            Array.Clear(Qwen2TeamDecode.PhaseSeconds);
             double M(List<double> xs) => BandwidthBench.Median([.. xs]);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"decode-ab threads={threads} rounds={rounds} block={block} team_on_tps={M(onTps):F2} team_off_tps={M(offTps):F2} " +

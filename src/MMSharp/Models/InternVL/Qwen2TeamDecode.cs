@@ -87,6 +87,21 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     /// <summary>Steps run by any instance (tests check that the path under test ran).</summary>
     internal static long StepsRun;
 
+    /// <summary>Benchmarks: when set, member 0 books the wall time of each phase kind (from entering it to the phase
+    /// being done) into <see cref="PhaseSeconds"/>: 0 q/k/v (with the norm), 1 attention, 2 o_proj, 3 gate/up (with
+    /// the norm), 4 down (with silu·up), 5 final norm + head, 6 the step outside the team region.</summary>
+    internal static bool ProfilePhases;
+    internal static readonly double[] PhaseSeconds = new double[7];
+    long _mark;
+
+    void Mark(int member, int kind)
+    {
+        if (!ProfilePhases || member != 0) return;
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        PhaseSeconds[kind] += (now - _mark) / (double)System.Diagnostics.Stopwatch.Frequency;
+        _mark = now;
+    }
+
     // scratch layout (floats, each region rounded up to 16 floats)
     static long Up(long n) => (n + 15) / 16 * 16;
     int C => _c.HiddenSize;
@@ -107,6 +122,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     /// <summary>inputs_embeds [1, 1, C] -> logits [1, 1, V]; writes the token's keys and values and advances the cache.</summary>
     public Tensor Step(Tensor inputsEmbeds, KvCache cache)
     {
+        long stepStart = System.Diagnostics.Stopwatch.GetTimestamp();
         cache.EnsureRoom(1, 1);
         Interlocked.Increment(ref StepsRun);
         int P = cache.Length;
@@ -166,7 +182,11 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 float* cp = cos.F32Ptr, sp = sin.F32Ptr;
                 int rd = cos.Shape[^1];
                 nint bp = (nint)buf, sgp = (nint)segs, cpp = (nint)cp, spp = (nint)sp;
+                long teamStart = System.Diagnostics.Stopwatch.GetTimestamp();
+                _mark = teamStart;
                 Par.For(_members, member => Member(member, (float*)bp, (TeamGemvSegment*)sgp, cache, P, (float*)cpp, (float*)spp, rd));
+                if (ProfilePhases)
+                    PhaseSeconds[6] += (teamStart - stepStart) / (double)System.Diagnostics.Stopwatch.Frequency;
             }
             cache.Advance(1);
             return logits;
@@ -207,7 +227,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 Norm(h, normW, layer.InputLayernorm.Eps, xn);
                 Gemv(p, member, C, xn, s, 3, Qkv, crC);
             }
-            _team.Wait(p);
+            _team.Wait(p); Mark(member, 0);
 
             // (2) attention, one kv head per item
             int g;
@@ -216,11 +236,11 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 Attention(l, g, G, hd, nH, nKV, qkv, qRot, attn, cache, P, cos, sin, rd, scale);
                 _team.Done(p + 1);
             }
-            _team.Wait(p + 1);
+            _team.Wait(p + 1); Mark(member, 1);
 
             // (3) h += o_proj(attn)
             Gemv(p + 2, member, QDim, attn, s + 3, 1, C, crQ);
-            _team.Wait(p + 2);
+            _team.Wait(p + 2); Mark(member, 2);
 
             // (4) gate/up of post_attention_layernorm(h)
             if (_team.AnyChunkLeft(p + 3))
@@ -228,7 +248,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 Norm(h, normW + Up(C), layer.PostAttentionLayernorm.Eps, xn);
                 Gemv(p + 3, member, C, xn, s + 4, 2, 2 * I, crC);
             }
-            _team.Wait(p + 3);
+            _team.Wait(p + 3); Mark(member, 3);
 
             // (5) h += down_proj(silu(gate)·up)
             if (_team.AnyChunkLeft(p + 4))
@@ -237,7 +257,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 VectorLoop.ZipContiguous(ref op, gu, gu + I, act, I);
                 Gemv(p + 4, member, I, act, s + 6, 1, C, crI);
             }
-            _team.Wait(p + 4);
+            _team.Wait(p + 4); Mark(member, 4);
         }
         // final norm and the LM head
         int ph = L * PhasesPerLayer;
@@ -246,7 +266,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             Norm(h, buf + OffNormW + 2L * L * Up(C), _lm.Model.Norm.Eps, xn);
             Gemv(ph, member, C, xn, segs + L * 7, 1, _lm.LmHead.OutFeatures, crC);
         }
-        _team.Wait(ph);
+        _team.Wait(ph); Mark(member, 5);
     }
 
     void Gemv(int p, int member, int k, float* x, TeamGemvSegment* segs, int count, long rows, int chunkRows)
