@@ -17,7 +17,7 @@ namespace MMSharp.Bench;
 /// </summary>
 static unsafe class DecodeAbBench
 {
-    /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300.</summary>
+    /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time).</summary>
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
@@ -33,6 +33,8 @@ static unsafe class DecodeAbBench
             p.RequiresGrad = false;
             weightBytes += name.Contains("embed_tokens") ? 2L * c.HiddenSize : p.NumEl * 2;
         }
+        // --clock cpu: the phase times are the CPU time of the thread running member 0 (preemption not counted)
+        Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
         foreach (int threads in opts.Ints("threads", [2]))

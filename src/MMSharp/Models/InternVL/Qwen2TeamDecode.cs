@@ -94,10 +94,24 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     internal static readonly double[] PhaseSeconds = new double[7];
     long _mark;
 
+    /// <summary>With <see cref="ProfilePhases"/>: book the calling thread's CPU time instead of the wall time (a busy
+    /// machine's preemptions then do not count; meaningful with one thread).</summary>
+    internal static bool ProfileCpuClock;
+
+    [StructLayout(LayoutKind.Sequential)] struct TimeSpec { public long Sec, Nsec; }
+    [DllImport("libc", EntryPoint = "clock_gettime")] static extern int ClockGetTime(int clock, out TimeSpec ts);
+
+    static long Now()
+    {
+        if (!ProfileCpuClock) return System.Diagnostics.Stopwatch.GetTimestamp();
+        ClockGetTime(3, out var t);                                              // CLOCK_THREAD_CPUTIME_ID
+        return (long)((t.Sec + t.Nsec * 1e-9) * System.Diagnostics.Stopwatch.Frequency);
+    }
+
     void Mark(int member, int kind)
     {
         if (!ProfilePhases || member != 0) return;
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        long now = Now();
         PhaseSeconds[kind] += (now - _mark) / (double)System.Diagnostics.Stopwatch.Frequency;
         _mark = now;
     }
@@ -183,7 +197,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 int rd = cos.Shape[^1];
                 nint bp = (nint)buf, sgp = (nint)segs, cpp = (nint)cp, spp = (nint)sp;
                 long teamStart = System.Diagnostics.Stopwatch.GetTimestamp();
-                _mark = teamStart;
+                _mark = ProfilePhases ? Now() : 0;
                 Par.For(_members, member => Member(member, (float*)bp, (TeamGemvSegment*)sgp, cache, P, (float*)cpp, (float*)spp, rd));
                 if (ProfilePhases)
                     PhaseSeconds[6] += (teamStart - stepStart) / (double)System.Diagnostics.Stopwatch.Frequency;
