@@ -7,6 +7,7 @@ using MMSharp.Bench;
 //   mmsharp-bench generate --preset internvl3-1b [--threads T] [--team on|off]
 //   mmsharp-bench decode-ab [--threads 2] [--rounds 8] [--block 4] [--prompt 300] [--clock cpu]
 //   mmsharp-bench decode-attention [--g 7] [--tk 330,1000]
+//   mmsharp-bench gemv-rows [--k 4864,896]
 //   mmsharp-bench gemv-pages [--threads 2] [--call-mb 1.6,17,512] [--dist 4096]
 //   mmsharp-bench gemv-stream [--k 896] [--threads 1,2]
 //   mmsharp-bench decode-gemv [--threads 1,2] [--reps 9] [--items 0,4] [--kinds 1] [--pattern gate_up,qkv+o+gate_up+down]
@@ -25,6 +26,7 @@ switch (args.FirstOrDefault())
     case "decode-gemv": DecodeGemvBench.Run(opts); break;
     case "gemv-pages": GemvPagesBench.Run(opts); break;
     case "decode-ab": DecodeAbBench.Run(opts); break;
+    case "gemv-rows": GemvRowsBench.Run(opts); break;
     case "decode-attention": DecodeAttentionBench.Run(opts); break;
     default:
         Console.Error.WriteLine("usage: mmsharp-bench gemm|bandwidth|attention|generate|decode-profile|decode-gemv|gemv-stream [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T]");
