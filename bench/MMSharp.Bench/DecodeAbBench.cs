@@ -35,6 +35,9 @@ static unsafe class DecodeAbBench
         }
         // --clock cpu: the phase times are the CPU time of the thread running member 0 (preemption not counted)
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
+        // --b spin: the second variant is the team step waiting without yielding (instead of the op-by-op step)
+        bool spinB = opts.Get("b") is "spin" or "yield";
+        int modeB = opts.Get("b") == "yield" ? 2 : 1;
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
         foreach (int threads in opts.Ints("threads", [2]))
@@ -50,7 +53,8 @@ static unsafe class DecodeAbBench
             // warm-up of both variants (JIT tiers, pools)
             foreach (bool team in new[] { true, false, true, false })
             {
-                Qwen2ForCausalLM.TeamDecode = team;
+                Qwen2ForCausalLM.TeamDecode = team || spinB;
+                DecodeTeam.WaitMode = !team && spinB ? modeB : 0;
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
@@ -65,7 +69,8 @@ static unsafe class DecodeAbBench
                 // alternate which variant goes first
                 foreach (bool team in r % 2 == 0 ? new[] { true, false } : [false, true])
                 {
-                    Qwen2ForCausalLM.TeamDecode = team;
+                    Qwen2ForCausalLM.TeamDecode = team || spinB;
+                    DecodeTeam.WaitMode = !team && spinB ? modeB : 0;
                     Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
@@ -79,12 +84,13 @@ static unsafe class DecodeAbBench
                 onShare.Add(on / bound); offShare.Add(off / bound);
             }
             Qwen2ForCausalLM.TeamDecode = true;
+            DecodeTeam.WaitMode = 0;
             // the team step's time per phase kind (member 0's view), ms per token and weight GB/s of the GEMV kinds
             long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
-            long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0];
-            string[] kindNames = ["qkv", "attention", "o", "gate_up", "down", "head", "outside"];
+            long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0, 0];
+            string[] kindNames = ["qkv", "attention", "o", "gate_up", "down", "head", "outside", "(of which waiting)"];
             int tokens = rounds * block;
-            double teamMs = Qwen2TeamDecode.PhaseSeconds.Sum() * 1e3 / tokens;
+            double teamMs = Qwen2TeamDecode.PhaseSeconds.Take(7).Sum() * 1e3 / tokens;
             Console.WriteLine($"  team phases, ms/token (weight GB/s), total {teamMs:F2}: " + string.Join(" ", kindNames.Select((n, i) =>
             {
                 double sec = Qwen2TeamDecode.PhaseSeconds[i] / tokens;
@@ -93,7 +99,7 @@ static unsafe class DecodeAbBench
             Array.Clear(Qwen2TeamDecode.PhaseSeconds);
             double M(List<double> xs) => BandwidthBench.Median([.. xs]);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"decode-ab threads={threads} rounds={rounds} block={block} team_on_tps={M(onTps):F2} team_off_tps={M(offTps):F2} " +
+                $"decode-ab b={(spinB ? "team-" + opts.Get("b") : "op")} threads={threads} rounds={rounds} block={block} team_on_tps={M(onTps):F2} team_off_tps={M(offTps):F2} " +
                 $"on/off={M(onTps.Zip(offTps, (a, b) => a / b).ToList()):F3} bound_tps={M(bounds):F2} " +
                 $"on/bound={M(onShare):F3} off/bound={M(offShare):F3} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}"));
             Console.WriteLine("  per round on/off/bound: " + string.Join(" ", onTps.Select((o, i) =>

@@ -100,11 +100,25 @@ internal sealed unsafe class DecodeTeam : IDisposable
     /// <summary>Marks one item (or chunk) of phase <paramref name="p"/> done.</summary>
     public void Done(int p) => Interlocked.Increment(ref Phase(p)[1]);
 
+    /// <summary>Benchmarks: 0 waits with <see cref="SpinWait.SpinOnce(int)"/> (yields the core after a few spins),
+    /// 1 polls with <see cref="Thread.SpinWait"/> only (never yields), 2 yields at once between polls.</summary>
+    internal static int WaitMode;
+
     /// <summary>Waits until every item of phase <paramref name="p"/> is done.</summary>
     public void Wait(int p)
     {
         long* s = Phase(p);
         if (Volatile.Read(ref s[1]) >= s[2]) return;
+        if (WaitMode == 1)
+        {
+            while (Volatile.Read(ref s[1]) < s[2]) Thread.SpinWait(4);
+            return;
+        }
+        if (WaitMode == 2)
+        {
+            while (Volatile.Read(ref s[1]) < s[2]) Thread.Yield();
+            return;
+        }
         var spin = new SpinWait();
         while (Volatile.Read(ref s[1]) < s[2]) spin.SpinOnce(-1);
     }

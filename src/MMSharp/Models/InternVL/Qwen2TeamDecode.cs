@@ -89,9 +89,10 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     /// <summary>Benchmarks: when set, member 0 books the wall time of each phase kind (from entering it to the phase
     /// being done) into <see cref="PhaseSeconds"/>: 0 q/k/v (with the norm), 1 attention, 2 o_proj, 3 gate/up (with
-    /// the norm), 4 down (with silu·up), 5 final norm + head, 6 the step outside the team region.</summary>
+    /// the norm), 4 down (with silu·up), 5 final norm + head, 6 the step outside the team region, 7 (part of 0-5) member 0 waiting for the
+    /// others' items at the end of phases.</summary>
     internal static bool ProfilePhases;
-    internal static readonly double[] PhaseSeconds = new double[7];
+    internal static readonly double[] PhaseSeconds = new double[8];
     long _mark;
 
     /// <summary>With <see cref="ProfilePhases"/>: book the calling thread's CPU time instead of the wall time (a busy
@@ -241,7 +242,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 Norm(h, normW, layer.InputLayernorm.Eps, xn);
                 Gemv(p, member, C, xn, s, 3, Qkv, crC);
             }
-            _team.Wait(p); Mark(member, 0);
+            WaitPhase(member, p); Mark(member, 0);
 
             // (2) attention, one kv head per item
             int g;
@@ -250,11 +251,11 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 Attention(l, g, G, hd, nH, nKV, qkv, qRot, attn, cache, P, cos, sin, rd, scale);
                 _team.Done(p + 1);
             }
-            _team.Wait(p + 1); Mark(member, 1);
+            WaitPhase(member, p + 1); Mark(member, 1);
 
             // (3) h += o_proj(attn)
             Gemv(p + 2, member, QDim, attn, s + 3, 1, C, crQ);
-            _team.Wait(p + 2); Mark(member, 2);
+            WaitPhase(member, p + 2); Mark(member, 2);
 
             // (4) gate/up of post_attention_layernorm(h)
             if (_team.AnyChunkLeft(p + 3))
@@ -262,7 +263,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 Norm(h, normW + Up(C), layer.PostAttentionLayernorm.Eps, xn);
                 Gemv(p + 3, member, C, xn, s + 4, 2, 2 * I, crC);
             }
-            _team.Wait(p + 3); Mark(member, 3);
+            WaitPhase(member, p + 3); Mark(member, 3);
 
             // (5) h += down_proj(silu(gate)·up)
             if (_team.AnyChunkLeft(p + 4))
@@ -271,7 +272,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 VectorLoop.ZipContiguous(ref op, gu, gu + I, act, I);
                 Gemv(p + 4, member, I, act, s + 6, 1, C, crI);
             }
-            _team.Wait(p + 4); Mark(member, 4);
+            WaitPhase(member, p + 4); Mark(member, 4);
         }
         // final norm and the LM head
         int ph = L * PhasesPerLayer;
@@ -280,7 +281,15 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             Norm(h, buf + OffNormW + 2L * L * Up(C), _lm.Model.Norm.Eps, xn);
             Gemv(ph, member, C, xn, segs + L * 7, 1, _lm.LmHead.OutFeatures, crC);
         }
-        _team.Wait(ph); Mark(member, 5);
+        WaitPhase(member, ph); Mark(member, 5);
+    }
+
+    void WaitPhase(int member, int p)
+    {
+        if (!ProfilePhases || member != 0) { _team.Wait(p); return; }
+        long t0 = Now();
+        _team.Wait(p);
+        PhaseSeconds[7] += (Now() - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
     }
 
     void Gemv(int p, int member, int k, float* x, TeamGemvSegment* segs, int count, long rows, int chunkRows)
