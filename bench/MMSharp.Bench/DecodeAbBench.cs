@@ -17,7 +17,8 @@ namespace MMSharp.Bench;
 /// </summary>
 static unsafe class DecodeAbBench
 {
-    /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time).</summary>
+    /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time)
+    /// --b op|norescue (the second variant: the op-by-op step, or the team step that never runs another member's chunk).</summary>
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
@@ -35,9 +36,9 @@ static unsafe class DecodeAbBench
         }
         // --clock cpu: the phase times are the CPU time of the thread running member 0 (preemption not counted)
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
-        // --b spin: the second variant is the team step waiting without yielding (instead of the op-by-op step)
-        bool spinB = opts.Get("b") is "spin" or "yield";
-        int modeB = opts.Get("b") == "yield" ? 2 : 1;
+        // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
+        // (instead of the op-by-op step)
+        bool spinB = opts.Get("b") == "norescue";
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
         foreach (int threads in opts.Ints("threads", [2]))
@@ -54,7 +55,7 @@ static unsafe class DecodeAbBench
             foreach (bool team in new[] { true, false, true, false })
             {
                 Qwen2ForCausalLM.TeamDecode = team || spinB;
-                DecodeTeam.WaitMode = !team && spinB ? modeB : 0;
+                DecodeTeam.RescueAfterMicroseconds = !team && spinB ? 1e12 : 30;
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
@@ -70,7 +71,7 @@ static unsafe class DecodeAbBench
                 foreach (bool team in r % 2 == 0 ? new[] { true, false } : [false, true])
                 {
                     Qwen2ForCausalLM.TeamDecode = team || spinB;
-                    DecodeTeam.WaitMode = !team && spinB ? modeB : 0;
+                    DecodeTeam.RescueAfterMicroseconds = !team && spinB ? 1e12 : 30;
                     Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
@@ -84,7 +85,7 @@ static unsafe class DecodeAbBench
                 onShare.Add(on / bound); offShare.Add(off / bound);
             }
             Qwen2ForCausalLM.TeamDecode = true;
-            DecodeTeam.WaitMode = 0;
+            DecodeTeam.RescueAfterMicroseconds = 30;
             // the team step's time per phase kind (member 0's view), ms per token and weight GB/s of the GEMV kinds
             long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
             long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0, 0];
@@ -97,6 +98,7 @@ static unsafe class DecodeAbBench
                 return string.Create(CultureInfo.InvariantCulture, $"{n}={sec * 1e3:F2}") + (kindBytes[i] > 0 ? string.Create(CultureInfo.InvariantCulture, $"({kindBytes[i] / sec / 1e9:F1})") : "");
             })));
             Array.Clear(Qwen2TeamDecode.PhaseSeconds);
+            Console.WriteLine($"  chunks run by a member that did not claim them: {Interlocked.Exchange(ref Qwen2TeamDecode.ChunksRescued, 0)}");
             double M(List<double> xs) => BandwidthBench.Median([.. xs]);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"decode-ab b={(spinB ? "team-" + opts.Get("b") : "op")} threads={threads} rounds={rounds} block={block} team_on_tps={M(onTps):F2} team_off_tps={M(offTps):F2} " +

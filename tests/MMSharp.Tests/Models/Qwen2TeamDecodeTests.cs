@@ -87,6 +87,43 @@ public sealed class Qwen2TeamDecodeTests
         }
     }
 
+    /// <summary>Every waiting member runs the chunks still unfinished at once (as it does for a descheduled member):
+    /// chunks run twice must leave the logits and the cache bit-identical.</summary>
+    [Fact]
+    public void DecodeSteps_WithChunksRunTwice_GiveTheSameLogitsAndCache()
+    {
+        int saved = Par.Threads;
+        double rescue = DecodeTeam.RescueAfterMicroseconds;
+        var c = new Qwen2Config("Qwen2ForCausalLM", 1013, 72, 203, 3, 6, 2, 12, 4096, 1e-6, 10000.0, null,
+            false, "silu", null, 5);
+        using var lm = new Qwen2ForCausalLM(c, DType.BF16);
+        ulong seed = 3;
+        foreach (var (name, p) in lm.NamedParameters())
+        {
+            using var f = Tensor.RandN(p.Shape, seed++, 0.2f);
+            p.Set(Ops.To(f, DType.BF16));
+        }
+        try
+        {
+            var reference = Run(lm, c, team: false, threads: 1);
+            DecodeTeam.RescueAfterMicroseconds = 0;
+            long before = Interlocked.Read(ref Qwen2TeamDecode.ChunksRescued);
+            for (int rep = 0; rep < 3; rep++)
+            {
+                var got = Run(lm, c, team: true, threads: 2);
+                Assert.Equal(reference.Logits, got.Logits);
+                Assert.Equal(reference.Cache, got.Cache);
+            }
+            if (Gemm.ActivePath == Gemm.Path.Avx512) Assert.True(Interlocked.Read(ref Qwen2TeamDecode.ChunksRescued) > before, "no chunk was run twice");
+        }
+        finally
+        {
+            DecodeTeam.RescueAfterMicroseconds = rescue;
+            Qwen2ForCausalLM.TeamDecode = true;
+            Par.Threads = saved;
+        }
+    }
+
     static bool Applies(Qwen2ForCausalLM lm, Qwen2Config c)
     {
         using var _ = GradMode.NoGrad();

@@ -14,82 +14,103 @@ internal unsafe struct TeamGemvSegment
     public float* Bias;
     /// <summary>fp32 [Rows].</summary>
     public float* Out;
-    /// <summary>out[j] = out[j] + dot (a residual add fused into the product) instead of a store.</summary>
-    public bool Accumulate;
 }
 
 /// <summary>
 /// Shared state of one decode step run by a team of threads (one <see cref="Par.For"/> over the members for the whole
 /// step instead of one fork/join per op). The step is a fixed sequence of phases; each phase is a set of work items
-/// that any member may claim, and a member enters phase p + 1 once every item of phase p is done. A member never
-/// waits for another member to arrive, only for claimed items to finish, so a member that starts late (or is
-/// descheduled) finds the items taken and catches up without holding anyone back, and one member alone completes
-/// the step. Every output is computed by the same function whichever member claims it, so results do not depend on
-/// the thread count.
-/// Two kinds of phases: item phases (items claimed in order) and GEMV phases, whose rows are cut into ~64 KiB chunks
-/// split into one contiguous share per member (one sequential weight stream per thread, which the hardware
-/// prefetchers follow), a member that runs out taking chunks from the back of the others' shares, as
-/// <see cref="GemvMulti"/>. Each output row is <see cref="GemmSmallM.Row1{TE}"/> (plus the bias, or added to the
-/// output), bit-identical to the <see cref="Ops.Linear"/> / <see cref="GemvMulti"/> result and the separate residual add.
+/// (chunks) that any member may claim, and a member enters phase p + 1 once every chunk of phase p is finished. A
+/// member never waits for another member to arrive, only for claimed chunks to finish, so a member that starts late
+/// finds the chunks taken and catches up without holding anyone back, and one member alone completes the step.
+/// A chunk claimed by a member that the OS then deschedules would hold the phase for a whole time slice; the callers
+/// make every chunk idempotent (it stores values that depend only on finished phases, into memory no other chunk of the
+/// step writes), so a waiting member may run a chunk that is still unfinished itself (<see cref="Unfinished"/>): the
+/// first to <see cref="Finish"/> it counts it, a late duplicate writes the same values again.
+/// Two kinds of phases: item phases (chunks claimed in order) and share phases, whose chunks are split into one
+/// contiguous share per member (a GEMV: one sequential weight stream per thread, which the hardware prefetchers follow),
+/// a member that runs out taking chunks from the back of the others' shares, as <see cref="GemvMulti"/>.
+/// GEMV chunks compute each output row as <see cref="GemmSmallM.Row1{TE}"/> (plus the bias), bit-identical to the
+/// <see cref="Ops.Linear"/> / <see cref="GemvMulti"/> result, so results do not depend on which member ran a chunk.
 /// </summary>
 internal sealed unsafe class DecodeTeam : IDisposable
 {
-    // per phase: one line [next item, done count, total], then one line per member share [front | back << 32]
+    // per phase: one line [next item, finished count, total, first flag], then one line per member share [front | back << 32]
     const int Line = 8;
     readonly long* _state;
-    readonly int _phases;
+    int* _flags;
+    long _flagCapacity, _flagCursor;
 
     public int Members { get; }
 
+    /// <summary>How long a member whose phase has nothing left to claim waits for the others' chunks before running the
+    /// unfinished ones itself (a member running normally finishes a 64 KiB chunk within a few µs; a descheduled one
+    /// needs a time slice). Tests set 0 to make every wait duplicate work.</summary>
+    internal static double RescueAfterMicroseconds = 30;
+
     public DecodeTeam(int phases, int members)
     {
-        _phases = phases;
         Members = members;
         _state = (long*)NativeMemory.AlignedAlloc((nuint)(phases * (members + 1) * Line * sizeof(long)), 64);
     }
 
     long* Phase(int p) => _state + (long)p * (Members + 1) * Line;
 
-    /// <summary>Phase <paramref name="p"/> has <paramref name="items"/> items claimed in order.</summary>
-    public void InitItems(int p, int items)
-    {
-        long* s = Phase(p);
-        s[0] = 0; s[1] = 0; s[2] = items;
-    }
+    /// <summary>Starts laying out a new step's phases (their finished-flags are allocated in order).</summary>
+    public void BeginStep() => _flagCursor = 0;
 
-    /// <summary>Phase <paramref name="p"/> is a GEMV of <paramref name="chunks"/> chunks, one share per member.</summary>
-    public void InitShares(int p, long chunks)
+    long TakeFlags(long n)
     {
-        long* s = Phase(p);
-        s[0] = 0; s[1] = 0; s[2] = chunks;
-        for (int m = 0; m < Members; m++) s[(m + 1) * Line] = Pack(chunks * m / Members, chunks * (m + 1) / Members);
-    }
-
-    /// <summary>The next unclaimed item of an item phase, or −1.</summary>
-    public int ClaimItem(int p)
-    {
-        long* s = Phase(p);
-        if (Volatile.Read(ref s[0]) >= s[2]) return -1;
-        long i = Interlocked.Increment(ref s[0]) - 1;
-        return i < s[2] ? (int)i : -1;
-    }
-
-    /// <summary>Whether a GEMV phase still has unclaimed chunks (a late member skips its input preparation otherwise).</summary>
-    public bool AnyChunkLeft(int p)
-    {
-        long* s = Phase(p);
-        for (int m = 0; m < Members; m++)
+        if (_flagCursor + n > _flagCapacity)
         {
-            long v = Volatile.Read(ref s[(m + 1) * Line]);
-            if ((v & 0xFFFFFFFF) < v >> 32) return true;
+            long cap = Math.Max(2 * _flagCapacity, _flagCursor + n);
+            int* f = (int*)NativeMemory.AlignedAlloc((nuint)(cap * sizeof(int)), 64);
+            if (_flags != null) NativeMemory.AlignedFree(_flags);
+            _flags = f;
+            _flagCapacity = cap;
+            _flagCursor = 0;                                                     // the phases laid out so far are laid out again
+            return -1;
         }
-        return false;
+        long at = _flagCursor;
+        new Span<int>(_flags + at, checked((int)n)).Clear();
+        _flagCursor += n;
+        return at;
     }
 
-    /// <summary>The next chunk for <paramref name="member"/>: the front of its own share, then the backs of the others'; −1 when none is left.</summary>
-    public long ClaimChunk(int p, int member)
+    /// <summary>Phase <paramref name="p"/> has <paramref name="items"/> chunks claimed in order. False when the flag
+    /// storage had to grow: lay out the step again from <see cref="BeginStep"/>.</summary>
+    public bool InitItems(int p, int items)
+    {
+        long at = TakeFlags(items);
+        if (at < 0) return false;
+        long* s = Phase(p);
+        s[0] = 0; s[1] = 0; s[2] = items; s[3] = at;
+        for (int m = 0; m < Members; m++) s[(m + 1) * Line] = 0;
+        return true;
+    }
+
+    /// <summary>Phase <paramref name="p"/> has <paramref name="chunks"/> chunks, one contiguous share per member.
+    /// False when the flag storage had to grow (see <see cref="InitItems"/>).</summary>
+    public bool InitShares(int p, long chunks)
+    {
+        long at = TakeFlags(chunks);
+        if (at < 0) return false;
+        long* s = Phase(p);
+        s[0] = long.MaxValue / 2; s[1] = 0; s[2] = chunks; s[3] = at;
+        for (int m = 0; m < Members; m++) s[(m + 1) * Line] = Pack(chunks * m / Members, chunks * (m + 1) / Members);
+        return true;
+    }
+
+    /// <summary>The next chunk for <paramref name="member"/>, −1 when none is left to claim: item phases in order;
+    /// share phases the front of the member's own share, then the backs of the others'.</summary>
+    public long Claim(int p, int member)
     {
         long* s = Phase(p);
+        long total = s[2];
+        if (Volatile.Read(ref s[0]) < total)
+        {
+            long i = Interlocked.Increment(ref s[0]) - 1;
+            return i < total ? i : -1;
+        }
         long c = ClaimFront(s + (member + 1) * Line);
         if (c >= 0) return c;
         for (int o = 1; o < Members; o++)
@@ -97,30 +118,31 @@ internal sealed unsafe class DecodeTeam : IDisposable
         return -1;
     }
 
-    /// <summary>Marks one item (or chunk) of phase <paramref name="p"/> done.</summary>
-    public void Done(int p) => Interlocked.Increment(ref Phase(p)[1]);
-
-    /// <summary>Benchmarks: 0 waits with <see cref="SpinWait.SpinOnce(int)"/> (yields the core after a few spins),
-    /// 1 polls with <see cref="Thread.SpinWait"/> only (never yields), 2 yields at once between polls.</summary>
-    internal static int WaitMode;
-
-    /// <summary>Waits until every item of phase <paramref name="p"/> is done.</summary>
-    public void Wait(int p)
+    /// <summary>Marks chunk <paramref name="c"/> of phase <paramref name="p"/> finished; true for the first caller
+    /// (a duplicate run finishing second is not counted).</summary>
+    public bool Finish(int p, long c)
     {
         long* s = Phase(p);
-        if (Volatile.Read(ref s[1]) >= s[2]) return;
-        if (WaitMode == 1)
-        {
-            while (Volatile.Read(ref s[1]) < s[2]) Thread.SpinWait(4);
-            return;
-        }
-        if (WaitMode == 2)
-        {
-            while (Volatile.Read(ref s[1]) < s[2]) Thread.Yield();
-            return;
-        }
-        var spin = new SpinWait();
-        while (Volatile.Read(ref s[1]) < s[2]) spin.SpinOnce(-1);
+        if (Interlocked.CompareExchange(ref _flags[s[3] + c], 1, 0) != 0) return false;
+        Interlocked.Increment(ref s[1]);
+        return true;
+    }
+
+    /// <summary>Whether every chunk of phase <paramref name="p"/> is finished.</summary>
+    public bool IsDone(int p)
+    {
+        long* s = Phase(p);
+        return Volatile.Read(ref s[1]) >= s[2];
+    }
+
+    /// <summary>The first chunk ≥ <paramref name="from"/> of phase <paramref name="p"/> not finished yet, or −1.</summary>
+    public long Unfinished(int p, long from)
+    {
+        long* s = Phase(p);
+        int* f = _flags + s[3];
+        for (long c = from; c < s[2]; c++)
+            if (Volatile.Read(ref f[c]) == 0) return c;
+        return -1;
     }
 
     static long Pack(long front, long back) => front | back << 32;
@@ -150,20 +172,10 @@ internal sealed unsafe class DecodeTeam : IDisposable
     /// <summary>Rows of one chunk of a GEMV phase: ~64 KiB of weights, a multiple of 8 rows (as <see cref="GemvMulti"/>).</summary>
     public static int ChunkRows(int k, int elemBytes) => (int)Math.Max(8, (1L << 16) / ((long)k * elemBytes) / 8 * 8);
 
-    /// <summary>
-    /// Runs GEMV phase <paramref name="p"/> for <paramref name="member"/>: claims chunks of the concatenated rows of
-    /// segs[0..count) until none is left, each against x[0..k).
-    /// </summary>
-    public void RunGemv<TE>(int p, int member, int k, float* x, TeamGemvSegment* segs, int count, long rows, int chunkRows)
-        where TE : unmanaged, IGemmElem
-    {
-        long c;
-        while ((c = ClaimChunk(p, member)) >= 0)
-        {
-            Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows));
-            Done(p);
-        }
-    }
+    /// <summary>Chunk <paramref name="c"/> (rows [c·chunkRows, (c+1)·chunkRows) of the concatenated rows of segs[0..count)) against x[0..k).</summary>
+    public static void GemvChunk<TE>(int k, float* x, TeamGemvSegment* segs, int count, long rows, int chunkRows, long c)
+        where TE : unmanaged, IGemmElem =>
+        Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows));
 
     /// <summary>Global rows [r0, r1) of the concatenated segments.</summary>
     static void Range<TE>(int k, float* x, TeamGemvSegment* segs, int count, long r0, long r1) where TE : unmanaged, IGemmElem
@@ -185,14 +197,17 @@ internal sealed unsafe class DecodeTeam : IDisposable
         void* w = g.W;
         long ldw = g.Ldw;
         float* y = g.Out, bias = g.Bias;
-        // the same float operations as the unfused ops: Linear (bias first, products added: v + bias) and Add (x + v)
-        if (g.Accumulate)
-            for (int j = j0; j < j1; j++) y[j] = y[j] + GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw));
-        else if (bias != null)
+        // the same float operations as Linear: the bias first, the products added to it (v + bias)
+        if (bias != null)
             for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw)) + bias[j];
         else
             for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw));
     }
 
-    public void Dispose() => NativeMemory.AlignedFree(_state);
+    public void Dispose()
+    {
+        NativeMemory.AlignedFree(_state);
+        if (_flags != null) NativeMemory.AlignedFree(_flags);
+        _flags = null;
+    }
 }

@@ -10,16 +10,17 @@ namespace MMSharp.Models.InternVL;
 /// One decode step of <see cref="Qwen2ForCausalLM"/> (batch 1, one new token, KV cache) as a single parallel region: the
 /// threads stay in one <see cref="DecodeTeam"/> for the whole step instead of a fork/join per op, and the work between the
 /// weight reads runs on every thread too. Per layer five phases:
-/// (1) q/k/v rows (every member first normalises the residual stream into its own buffer, so no phase is spent on it),
-/// (2) attention, one item per kv head: RoPE of its key (written into the cache) and its query heads, the value into
-/// the cache, <see cref="DecodeAttention"/> over the cached positions,
-/// (3) o_proj rows added onto the residual stream, (4) gate/up rows (after the second norm, again per member),
-/// (5) down_proj rows (each member first computes silu(gate)·up into its own buffer) added onto the residual stream;
-/// then the final norm and the LM head rows.
+/// (1) q/k/v rows of input_layernorm(h), (2) attention, one chunk per kv head: RoPE of its key (written into the
+/// cache) and of its query heads, the value into the cache, <see cref="DecodeAttention"/> over the cached positions,
+/// (3) o_proj rows, (4) gate/up rows of post_attention_layernorm(h), (5) down_proj rows of silu(gate)·up; then the
+/// final norm and the LM head rows. Every member keeps its own copy of the residual stream h and computes the norms,
+/// residual adds and silu·up itself (cheap vector work, identical on every member), so no phase is spent on them and
+/// every chunk only stores into this step's per-layer buffers: a chunk may be run twice (a waiting member takes over
+/// the chunk of a descheduled one, <see cref="DecodeTeam"/>) and writes the same values both times.
 /// Every value comes from the same kernel and the same float operations as the op-by-op path
 /// (<see cref="Ops.RmsNorm"/>, <see cref="Linear.ForwardFused"/>, <see cref="Ops.ApplyRotary"/>, <see cref="KvCache.Append"/>,
-/// <see cref="Ops.ScaledDotProductAttention"/>, <see cref="Ops.SiluMul"/>, <see cref="Ops.Add(Tensor, Tensor)"/>), so the logits are
-/// bit-identical to it for any thread count.
+/// <see cref="Ops.ScaledDotProductAttention"/>, <see cref="Ops.SiluMul"/>, <see cref="Ops.Add(Tensor, Tensor)"/>), so the
+/// logits are bit-identical to it for any thread count.
 /// </summary>
 internal sealed unsafe class Qwen2TeamDecode : IDisposable
 {
@@ -123,16 +124,21 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     int I => _c.IntermediateSize;
     int Qkv => (_c.NumAttentionHeads + 2 * _c.NumKeyValueHeads) * _c.HeadDim;
     int QDim => _c.NumAttentionHeads * _c.HeadDim;
-    long OffH => 0;
-    long OffXn => Up(C);
-    long OffAct => OffXn + _members * Up(C);
-    long OffQkv => OffAct + _members * Up(I);
-    long OffQRot => OffQkv + Up(Qkv);
-    long OffAttn => OffQRot + Up(QDim);
-    long OffGu => OffAttn + Up(QDim);
-    long OffNormW => OffGu + Up(2L * I);                       // per layer: input norm, post norm; then the final norm
-    long OffBias => OffNormW + (2L * _c.NumHiddenLayers + 1) * Up(C); // per layer: q/k/v biases (fp32)
-    long BufFloats() => OffBias + _c.NumHiddenLayers * Up(Qkv);
+    int L => _c.NumHiddenLayers;
+    // shared, per layer: q/k/v, attention output, o_proj output, gate/up, down_proj output
+    long LayerFloats => Up(Qkv) + Up(QDim) + Up(C) + Up(2L * I) + Up(C);
+    long OffQkv(int l) => l * LayerFloats;
+    long OffAttn(int l) => OffQkv(l) + Up(Qkv);
+    long OffO(int l) => OffAttn(l) + Up(QDim);
+    long OffGu(int l) => OffO(l) + Up(C);
+    long OffD(int l) => OffGu(l) + Up(2L * I);
+    // shared, read-only: norm weights (per layer input, post; then the final norm) and q/k/v biases in fp32
+    long OffNormW => L * LayerFloats;
+    long OffBias => OffNormW + (2L * L + 1) * Up(C);
+    // per member: residual stream, normed input, silu·up, rotated queries
+    long MemberFloats => 2 * Up(C) + Up(I) + Up(QDim);
+    long OffMember(int m) => OffBias + L * Up(Qkv) + m * MemberFloats;
+    long BufFloats() => OffMember(_members);
 
     /// <summary>inputs_embeds [1, 1, C] -> logits [1, 1, V]; writes the token's keys and values and advances the cache.</summary>
     public Tensor Step(Tensor inputsEmbeds, KvCache cache)
@@ -141,14 +147,11 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         cache.EnsureRoom(1, 1);
         Interlocked.Increment(ref StepsRun);
         int P = cache.Length;
-        int L = _c.NumHiddenLayers, hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads;
+        int hd = _c.HeadDim, nKV = _c.NumKeyValueHeads;
         fixed (float* bufp = _buf)
         fixed (TeamGemvSegment* segs = _segs)
         {
             float* buf = bufp;
-            // the residual stream starts as the embedding row
-            using (var e = Ops.Contiguous(inputsEmbeds, DType.F32))
-                new ReadOnlySpan<float>(e.F32Ptr, C).CopyTo(new Span<float>(buf + OffH, C));
             // fp32 copies of the norm weights and biases (exact conversions, as the ops make them per call)
             for (int l = 0; l < L; l++)
             {
@@ -164,42 +167,36 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             ToF32(_lm.Model.Norm.Weight.Data, buf + OffNormW + 2L * L * Up(C));
 
             var logits = Tensor.Empty([1, 1, _lm.LmHead.OutFeatures]);
-            // rows of every GEMV phase (pointers of the current parameter tensors) and the phase counters
+            // rows of every GEMV (pointers of the current parameter tensors)
             for (int l = 0; l < L; l++)
             {
                 var layer = _lm.Model.Layers[l];
                 var a = layer.SelfAttn;
                 var m = layer.Mlp;
-                float* b = buf + OffBias + l * Up(Qkv), qkv = buf + OffQkv, gu = buf + OffGu;
+                float* b = buf + OffBias + l * Up(Qkv), qkv = buf + OffQkv(l), gu = buf + OffGu(l);
                 TeamGemvSegment* s = segs + l * 7;
-                s[0] = Seg(a.QProj, qkv, a.QProj.Bias != null ? b : null, false);
-                s[1] = Seg(a.KProj, qkv + QDim, a.KProj.Bias != null ? b + QDim : null, false);
-                s[2] = Seg(a.VProj, qkv + QDim + nKV * hd, a.VProj.Bias != null ? b + QDim + nKV * hd : null, false);
-                s[3] = Seg(a.OProj, buf + OffH, null, true);
-                s[4] = Seg(m.GateProj, gu, null, false);
-                s[5] = Seg(m.UpProj, gu + I, null, false);
-                s[6] = Seg(m.DownProj, buf + OffH, null, true);
-                int p = l * PhasesPerLayer;
-                _team.InitShares(p, Chunks(Qkv, C));
-                _team.InitItems(p + 1, nKV);
-                _team.InitShares(p + 2, Chunks(C, QDim));
-                _team.InitShares(p + 3, Chunks(2 * I, C));
-                _team.InitShares(p + 4, Chunks(C, I));
+                s[0] = Seg(a.QProj, qkv, a.QProj.Bias != null ? b : null);
+                s[1] = Seg(a.KProj, qkv + QDim, a.KProj.Bias != null ? b + QDim : null);
+                s[2] = Seg(a.VProj, qkv + QDim + nKV * hd, a.VProj.Bias != null ? b + QDim + nKV * hd : null);
+                s[3] = Seg(a.OProj, buf + OffO(l), null);
+                s[4] = Seg(m.GateProj, gu, null);
+                s[5] = Seg(m.UpProj, gu + I, null);
+                s[6] = Seg(m.DownProj, buf + OffD(l), null);
             }
-            segs[L * 7] = Seg(_lm.LmHead, logits.F32Ptr, null, false);
-            _team.InitShares(L * PhasesPerLayer, Chunks(_lm.LmHead.OutFeatures, C));
+            segs[L * 7] = Seg(_lm.LmHead, logits.F32Ptr, null);
+            // the phases' chunk counters and finished-flags (laid out again if the flag storage grew)
+            while (!LayOutPhases()) { }
 
             using var positions = Qwen2Rotary.Positions(P, 1);
             var (cos, sin) = Qwen2Rotary.Tables(_c, positions, P);                // [1, hd]
             using (cos)
             using (sin)
+            using (var e = Ops.Contiguous(inputsEmbeds, DType.F32))
             {
-                float* cp = cos.F32Ptr, sp = sin.F32Ptr;
-                int rd = cos.Shape[^1];
-                nint bp = (nint)buf, sgp = (nint)segs, cpp = (nint)cp, spp = (nint)sp;
+                var ctx = new StepContext { Buf = buf, Segs = segs, Embed = e.F32Ptr, Cos = cos.F32Ptr, Sin = sin.F32Ptr, Rd = cos.Shape[^1], P = P, Cache = cache };
                 long teamStart = System.Diagnostics.Stopwatch.GetTimestamp();
                 _mark = ProfilePhases ? Now() : 0;
-                Par.For(_members, member => Member(member, (float*)bp, (TeamGemvSegment*)sgp, cache, P, (float*)cpp, (float*)spp, rd));
+                Par.For(_members, member => Member(member, ctx));
                 if (ProfilePhases)
                     PhaseSeconds[6] += (teamStart - stepStart) / (double)System.Diagnostics.Stopwatch.Frequency;
             }
@@ -208,12 +205,34 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         }
     }
 
+    /// <summary>What the members of one step share (pointers into pinned memory, valid for the step).</summary>
+    sealed class StepContext
+    {
+        public float* Buf, Embed, Cos, Sin;
+        public TeamGemvSegment* Segs;
+        public int Rd, P;
+        public KvCache Cache = null!;
+    }
+
+    bool LayOutPhases()
+    {
+        _team.BeginStep();
+        for (int l = 0; l < L; l++)
+        {
+            int p = l * PhasesPerLayer;
+            if (!_team.InitShares(p, Chunks(Qkv, C)) || !_team.InitItems(p + 1, _c.NumKeyValueHeads) || !_team.InitShares(p + 2, Chunks(C, QDim))
+                || !_team.InitShares(p + 3, Chunks(2 * I, C)) || !_team.InitShares(p + 4, Chunks(C, I)))
+                return false;
+        }
+        return _team.InitShares(L * PhasesPerLayer, Chunks(_lm.LmHead.OutFeatures, C));
+    }
+
     long Chunks(int rows, int k) { int cr = DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4); return (rows + cr - 1) / cr; }
 
-    static TeamGemvSegment Seg(Linear l, float* output, float* bias, bool accumulate)
+    static TeamGemvSegment Seg(Linear l, float* output, float* bias)
     {
         var w = l.Weight.Data;
-        return new TeamGemvSegment { W = w.DataPtr, Ldw = w.Strides[0], Rows = l.OutFeatures, Bias = bias, Out = output, Accumulate = accumulate };
+        return new TeamGemvSegment { W = w.DataPtr, Ldw = w.Strides[0], Rows = l.OutFeatures, Bias = bias, Out = output };
     }
 
     static void ToF32(Tensor t, float* dst)
@@ -222,80 +241,94 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         new ReadOnlySpan<float>(f.F32Ptr, (int)f.NumEl).CopyTo(new Span<float>(dst, (int)f.NumEl));
     }
 
-    void Member(int member, float* buf, TeamGemvSegment* segs, KvCache cache, int P, float* cos, float* sin, int rd)
+    void Member(int member, StepContext ctx)
     {
-        int L = _c.NumHiddenLayers, hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads, G = nH / nKV;
-        float* h = buf + OffH, xn = buf + OffXn + member * Up(C), act = buf + OffAct + member * Up(I);
-        float* qkv = buf + OffQkv, qRot = buf + OffQRot, attn = buf + OffAttn, gu = buf + OffGu;
-        int crC = DecodeTeam.ChunkRows(C, _bf16 ? 2 : 4), crQ = DecodeTeam.ChunkRows(QDim, _bf16 ? 2 : 4), crI = DecodeTeam.ChunkRows(I, _bf16 ? 2 : 4);
-        float scale = 1f / MathF.Sqrt(hd);
+        float* buf = ctx.Buf, mine = buf + OffMember(member);
+        float* h = mine, xn = mine + Up(C), act = xn + Up(C), qRot = act + Up(I);
+        new ReadOnlySpan<float>(ctx.Embed, C).CopyTo(new Span<float>(h, C));    // the residual stream starts as the embedding row
         for (int l = 0; l < L; l++)
         {
             var layer = _lm.Model.Layers[l];
             int p = l * PhasesPerLayer;
-            TeamGemvSegment* s = segs + l * 7;
             float* normW = buf + OffNormW + 2L * l * Up(C);
-
-            // (1) q/k/v of input_layernorm(h)
-            if (_team.AnyChunkLeft(p))
-            {
-                Norm(h, normW, layer.InputLayernorm.Eps, xn);
-                Gemv(p, member, C, xn, s, 3, Qkv, crC);
-            }
-            WaitPhase(member, p); Mark(member, 0);
-
-            // (2) attention, one kv head per item
-            int g;
-            while ((g = _team.ClaimItem(p + 1)) >= 0)
-            {
-                Attention(l, g, G, hd, nH, nKV, qkv, qRot, attn, cache, P, cos, sin, rd, scale);
-                _team.Done(p + 1);
-            }
-            WaitPhase(member, p + 1); Mark(member, 1);
-
-            // (3) h += o_proj(attn)
-            Gemv(p + 2, member, QDim, attn, s + 3, 1, C, crQ);
-            WaitPhase(member, p + 2); Mark(member, 2);
-
-            // (4) gate/up of post_attention_layernorm(h)
-            if (_team.AnyChunkLeft(p + 3))
-            {
-                Norm(h, normW + Up(C), layer.PostAttentionLayernorm.Eps, xn);
-                Gemv(p + 3, member, C, xn, s + 4, 2, 2 * I, crC);
-            }
-            WaitPhase(member, p + 3); Mark(member, 3);
-
-            // (5) h += down_proj(silu(gate)·up)
-            if (_team.AnyChunkLeft(p + 4))
-            {
-                var op = new Ops.SiluMulOp();
-                VectorLoop.ZipContiguous(ref op, gu, gu + I, act, I);
-                Gemv(p + 4, member, I, act, s + 6, 1, C, crI);
-            }
-            WaitPhase(member, p + 4); Mark(member, 4);
+            if (l > 0) Add(h, buf + OffD(l - 1));                                // h = h + mlp (previous layer)
+            Norm(h, normW, layer.InputLayernorm.Eps, xn);
+            RunPhase(member, p, ctx, xn, qRot); Mark(member, 0);                 // q/k/v
+            RunPhase(member, p + 1, ctx, xn, qRot); Mark(member, 1);             // attention
+            RunPhase(member, p + 2, ctx, xn, qRot); Mark(member, 2);             // o_proj
+            Add(h, buf + OffO(l));                                               // h = h + attn
+            Norm(h, normW + Up(C), layer.PostAttentionLayernorm.Eps, xn);
+            RunPhase(member, p + 3, ctx, xn, qRot); Mark(member, 3);             // gate/up
+            var op = new Ops.SiluMulOp();
+            float* gu = buf + OffGu(l);
+            VectorLoop.ZipContiguous(ref op, gu, gu + I, act, I);
+            RunPhase(member, p + 4, ctx, act, qRot); Mark(member, 4);            // down_proj
         }
-        // final norm and the LM head
-        int ph = L * PhasesPerLayer;
-        if (_team.AnyChunkLeft(ph))
+        Add(h, buf + OffD(L - 1));
+        Norm(h, buf + OffNormW + 2L * L * Up(C), _lm.Model.Norm.Eps, xn);
+        RunPhase(member, L * PhasesPerLayer, ctx, xn, qRot); Mark(member, 5);   // LM head
+    }
+
+    /// <summary>Claims and runs chunks of phase <paramref name="p"/> until none is left, then waits for the others'
+    /// chunks, running any still unfinished after <see cref="DecodeTeam.RescueAfterMicroseconds"/> itself.</summary>
+    void RunPhase(int member, int p, StepContext ctx, float* x, float* qRot)
+    {
+        long c;
+        while ((c = _team.Claim(p, member)) >= 0)
         {
-            Norm(h, buf + OffNormW + 2L * L * Up(C), _lm.Model.Norm.Eps, xn);
-            Gemv(ph, member, C, xn, segs + L * 7, 1, _lm.LmHead.OutFeatures, crC);
+            RunChunk(p, c, ctx, x, qRot);
+            _team.Finish(p, c);
         }
-        WaitPhase(member, ph); Mark(member, 5);
+        if (_team.IsDone(p)) return;
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long rescueAt = t0 + (long)(DecodeTeam.RescueAfterMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1e6);
+        var spin = new SpinWait();
+        while (!_team.IsDone(p))
+        {
+            if (System.Diagnostics.Stopwatch.GetTimestamp() < rescueAt) { spin.SpinOnce(-1); continue; }
+            for (long u = _team.Unfinished(p, 0); u >= 0; u = _team.Unfinished(p, u + 1))
+            {
+                Interlocked.Increment(ref ChunksRescued);
+                RunChunk(p, u, ctx, x, qRot);
+                _team.Finish(p, u);
+            }
+        }
+        if (ProfilePhases && member == 0)
+            PhaseSeconds[7] += (System.Diagnostics.Stopwatch.GetTimestamp() - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
     }
 
-    void WaitPhase(int member, int p)
+    /// <summary>Chunks run by a member that did not claim them (benchmarks and tests).</summary>
+    internal static long ChunksRescued;
+
+    /// <summary>Chunk <paramref name="c"/> of phase <paramref name="p"/>; x is the member's input of the phase's GEMV.</summary>
+    void RunChunk(int p, long c, StepContext ctx, float* x, float* qRot)
     {
-        if (!ProfilePhases || member != 0) { _team.Wait(p); return; }
-        long t0 = Now();
-        _team.Wait(p);
-        PhaseSeconds[7] += (Now() - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
+        int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
+        TeamGemvSegment* segs = ctx.Segs + l * 7;
+        if (l == L) { Gemv(C, x, segs, 1, _lm.LmHead.OutFeatures, c); return; }
+        switch (kind)
+        {
+            case 0: Gemv(C, x, segs, 3, Qkv, c); break;
+            case 1:
+                Attention(l, (int)c, ctx.Buf + OffQkv(l), qRot, ctx.Buf + OffAttn(l), ctx.Cache, ctx.P, ctx.Cos, ctx.Sin, ctx.Rd);
+                break;
+            case 2: Gemv(QDim, ctx.Buf + OffAttn(l), segs + 3, 1, C, c); break;
+            case 3: Gemv(C, x, segs + 4, 2, 2 * I, c); break;
+            default: Gemv(I, x, segs + 6, 1, C, c); break;
+        }
     }
 
-    void Gemv(int p, int member, int k, float* x, TeamGemvSegment* segs, int count, long rows, int chunkRows)
+    void Gemv(int k, float* x, TeamGemvSegment* segs, int count, long rows, long c)
     {
-        if (_bf16) _team.RunGemv<BF16Elem>(p, member, k, x, segs, count, rows, chunkRows);
-        else _team.RunGemv<F32Elem>(p, member, k, x, segs, count, rows, chunkRows);
+        int cr = DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4);
+        if (_bf16) DecodeTeam.GemvChunk<BF16Elem>(k, x, segs, count, rows, cr, c);
+        else DecodeTeam.GemvChunk<F32Elem>(k, x, segs, count, rows, cr, c);
+    }
+
+    /// <summary>h = h + y (<see cref="Ops.Add(Tensor, Tensor)"/>'s float operation).</summary>
+    void Add(float* h, float* y)
+    {
+        for (int i = 0; i < C; i++) h[i] = h[i] + y[i];
     }
 
     /// <summary>y = x · rsqrt(mean(x²) + eps) · w, the row computation of <see cref="Ops.RmsNorm"/>.</summary>
@@ -309,15 +342,17 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     /// <summary>kv head <paramref name="g"/> of layer <paramref name="l"/>: its rotated key and its value into the cache at
     /// position <paramref name="P"/>, its <paramref name="G"/> query heads rotated, and their attention output.</summary>
-    static void Attention(int l, int g, int G, int hd, int nH, int nKV, float* qkv, float* qRot, float* attn, KvCache cache, int P,
-        float* cos, float* sin, int rd, float scale)
+    void Attention(int l, int g, float* qkv, float* qRot, float* attn, KvCache cache, int P, float* cos, float* sin, int rd)
     {
+        int hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads, G = nH / nKV;
+        float scale = 1f / MathF.Sqrt(hd);
         var keys = cache.KeyBuffer(l);                                           // [1, nKV, Max, hd]
         var values = cache.ValueBuffer(l);
         long kH = keys.Strides[1], kT = keys.Strides[2], vH = values.Strides[1], vT = values.Strides[2];
         float* kHead = keys.F32Ptr + g * kH, vHead = values.F32Ptr + g * vH;
         Rope(qkv + (long)(nH + g) * hd, cos, sin, kHead + P * kT, hd, rd);
         new ReadOnlySpan<float>(qkv + (long)(nH + nKV + g) * hd, hd).CopyTo(new Span<float>(vHead + P * vT, hd));
+        // the rotated queries go to the member's own buffer (a duplicate run of this chunk must not race on them)
         for (int i = 0; i < G; i++)
         {
             long qh = (long)g * G + i;
