@@ -34,7 +34,9 @@ internal unsafe struct TeamGemvSegment
 /// </summary>
 internal sealed unsafe class DecodeTeam : IDisposable
 {
-    // per phase: one line [next item, finished count, total, first flag], then one line per member share [front | back << 32]
+    // per phase: one line [next item, -, total, first flag], then one line per member: [share front | back << 32,
+    // chunks this member finished] (each member writes its own line, so finishing a chunk moves no cache line between
+    // cores; the others read it only while they wait at the end of the phase)
     const int Line = 8;
     readonly long* _state;
     int* _flags;
@@ -84,7 +86,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
         if (at < 0) return false;
         long* s = Phase(p);
         s[0] = 0; s[1] = 0; s[2] = items; s[3] = at;
-        for (int m = 0; m < Members; m++) s[(m + 1) * Line] = 0;
+        for (int m = 0; m < Members; m++) { s[(m + 1) * Line] = 0; s[(m + 1) * Line + 1] = 0; }
         return true;
     }
 
@@ -96,7 +98,11 @@ internal sealed unsafe class DecodeTeam : IDisposable
         if (at < 0) return false;
         long* s = Phase(p);
         s[0] = long.MaxValue / 2; s[1] = 0; s[2] = chunks; s[3] = at;
-        for (int m = 0; m < Members; m++) s[(m + 1) * Line] = Pack(chunks * m / Members, chunks * (m + 1) / Members);
+        for (int m = 0; m < Members; m++)
+        {
+            s[(m + 1) * Line] = Pack(chunks * m / Members, chunks * (m + 1) / Members);
+            s[(m + 1) * Line + 1] = 0;
+        }
         return true;
     }
 
@@ -120,11 +126,11 @@ internal sealed unsafe class DecodeTeam : IDisposable
 
     /// <summary>Marks chunk <paramref name="c"/> of phase <paramref name="p"/> finished; true for the first caller
     /// (a duplicate run finishing second is not counted).</summary>
-    public bool Finish(int p, long c)
+    public bool Finish(int p, long c, int member)
     {
         long* s = Phase(p);
         if (Interlocked.CompareExchange(ref _flags[s[3] + c], 1, 0) != 0) return false;
-        Interlocked.Increment(ref s[1]);
+        Interlocked.Increment(ref s[(member + 1) * Line + 1]);
         return true;
     }
 
@@ -132,7 +138,9 @@ internal sealed unsafe class DecodeTeam : IDisposable
     public bool IsDone(int p)
     {
         long* s = Phase(p);
-        return Volatile.Read(ref s[1]) >= s[2];
+        long done = 0;
+        for (int m = 0; m < Members; m++) done += Volatile.Read(ref s[(m + 1) * Line + 1]);
+        return done >= s[2];
     }
 
     /// <summary>The first chunk ≥ <paramref name="from"/> of phase <paramref name="p"/> not finished yet, or −1.</summary>

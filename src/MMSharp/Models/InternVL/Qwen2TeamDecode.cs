@@ -277,7 +277,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         while ((c = _team.Claim(p, member)) >= 0)
         {
             RunChunk(p, c, ctx, x, qRot);
-            _team.Finish(p, c);
+            _team.Finish(p, c, member);
         }
         if (_team.IsDone(p)) return;
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -290,7 +290,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             {
                 Interlocked.Increment(ref ChunksRescued);
                 RunChunk(p, u, ctx, x, qRot);
-                _team.Finish(p, u);
+                _team.Finish(p, u, member);
             }
         }
         if (ProfilePhases && member == 0)
