@@ -18,7 +18,8 @@ namespace MMSharp.Bench;
 static unsafe class DecodeAbBench
 {
     /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time)
-    /// --b op|norescue (the second variant: the op-by-op step, or the team step that never runs another member's chunk).</summary>
+    /// --b op|norescue|chunk32|chunk128 (the second variant: the op-by-op step, the team step that never runs another
+    /// member's chunk, or the team step with 32 / 128 KiB chunks).</summary>
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
@@ -38,7 +39,8 @@ static unsafe class DecodeAbBench
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
         // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
         // (instead of the op-by-op step)
-        bool spinB = opts.Get("b") == "norescue";
+        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128";
+        long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, _ => 1L << 16 };
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
         foreach (int threads in opts.Ints("threads", [2]))
@@ -55,7 +57,8 @@ static unsafe class DecodeAbBench
             foreach (bool team in new[] { true, false, true, false })
             {
                 Qwen2ForCausalLM.TeamDecode = team || spinB;
-                DecodeTeam.RescueAfterMicroseconds = !team && spinB ? 1e12 : 30;
+                DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
+                DecodeTeam.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
@@ -71,7 +74,8 @@ static unsafe class DecodeAbBench
                 foreach (bool team in r % 2 == 0 ? new[] { true, false } : [false, true])
                 {
                     Qwen2ForCausalLM.TeamDecode = team || spinB;
-                    DecodeTeam.RescueAfterMicroseconds = !team && spinB ? 1e12 : 30;
+                    DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
+                    DecodeTeam.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
                     Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
@@ -86,6 +90,7 @@ static unsafe class DecodeAbBench
             }
             Qwen2ForCausalLM.TeamDecode = true;
             DecodeTeam.RescueAfterMicroseconds = 30;
+            DecodeTeam.ChunkBytes = 1L << 16;
             // the team step's time per phase kind (member 0's view), ms per token and weight GB/s of the GEMV kinds
             long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
             long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0, 0];

@@ -178,7 +178,10 @@ internal sealed unsafe class DecodeTeam : IDisposable
     }
 
     /// <summary>Rows of one chunk of a GEMV phase: ~64 KiB of weights, a multiple of 8 rows (as <see cref="GemvMulti"/>).</summary>
-    public static int ChunkRows(int k, int elemBytes) => (int)Math.Max(8, (1L << 16) / ((long)k * elemBytes) / 8 * 8);
+    public static int ChunkRows(int k, int elemBytes) => (int)Math.Max(8, ChunkBytes / ((long)k * elemBytes) / 8 * 8);
+
+    /// <summary>Weight bytes per chunk (benchmarks compare other sizes; results do not depend on it).</summary>
+    internal static long ChunkBytes = 1L << 16;
 
     /// <summary>Chunk <paramref name="c"/> (rows [c·chunkRows, (c+1)·chunkRows) of the concatenated rows of segs[0..count)) against x[0..k).</summary>
     public static void GemvChunk<TE>(int k, float* x, TeamGemvSegment* segs, int count, long rows, int chunkRows, long c)
