@@ -274,11 +274,15 @@ public sealed class Qwen2ForCausalLM : Module
     public static bool TeamDecode { get; set; } = true;
 
     Qwen2TeamDecode? _team;
+    readonly object _teamGate = new();
 
     public override void Dispose()
     {
-        _team?.Dispose();
-        _team = null;
+        lock (_teamGate)
+        {
+            _team?.Dispose();
+            _team = null;
+        }
         base.Dispose();
     }
 
@@ -293,12 +297,15 @@ public sealed class Qwen2ForCausalLM : Module
             && Qwen2TeamDecode.Applies(this, inputsEmbeds, cache))
         {
             int members = Math.Max(1, MMSharp.Engine.Kernels.Par.Threads);
-            if (_team == null || _team.Members != members)
+            lock (_teamGate)                                                    // the step's buffers are per model
             {
-                _team?.Dispose();
-                _team = new Qwen2TeamDecode(this, members);
+                if (_team == null || _team.Members != members)
+                {
+                    _team?.Dispose();
+                    _team = new Qwen2TeamDecode(this, members);
+                }
+                return _team.Step(inputsEmbeds, cache!);
             }
-            return _team.Step(inputsEmbeds, cache!);
         }
         using var h = Model.Forward(inputsEmbeds, cache, tap, attentionMask, positionIds, segmentIds);
         using var _ = Profiler.Time(ProfileCategory.LmHead);
