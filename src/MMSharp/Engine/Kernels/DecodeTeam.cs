@@ -108,6 +108,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
 
     /// <summary>The next chunk for <paramref name="member"/>, −1 when none is left to claim: item phases in order;
     /// share phases the front of the member's own share, then the backs of the others'.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public long Claim(int p, int member)
     {
         long* s = Phase(p);
@@ -126,6 +127,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
 
     /// <summary>Marks chunk <paramref name="c"/> of phase <paramref name="p"/> finished; true for the first caller
     /// (a duplicate run finishing second is not counted).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Finish(int p, long c, int member)
     {
         long* s = Phase(p);
@@ -135,6 +137,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
     }
 
     /// <summary>Whether every chunk of phase <paramref name="p"/> is finished.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool IsDone(int p)
     {
         long* s = Phase(p);
@@ -189,6 +192,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
         Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows));
 
     /// <summary>Global rows [r0, r1) of the concatenated segments.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Range<TE>(int k, float* x, TeamGemvSegment* segs, int count, long r0, long r1) where TE : unmanaged, IGemmElem
     {
         long start = 0;

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using MMSharp.Engine;
 using MMSharp.Engine.Autograd;
 using MMSharp.Engine.Kernels;
@@ -241,6 +242,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         new ReadOnlySpan<float>(f.F32Ptr, (int)f.NumEl).CopyTo(new Span<float>(dst, (int)f.NumEl));
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void Member(int member, StepContext ctx)
     {
         float* buf = ctx.Buf, mine = buf + OffMember(member);
@@ -271,6 +273,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     /// <summary>Claims and runs chunks of phase <paramref name="p"/> until none is left, then waits for the others'
     /// chunks, running any still unfinished after <see cref="DecodeTeam.RescueAfterMicroseconds"/> itself.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void RunPhase(int member, int p, StepContext ctx, float* x, float* qRot)
     {
         long c;
@@ -301,6 +304,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     internal static long ChunksRescued;
 
     /// <summary>Chunk <paramref name="c"/> of phase <paramref name="p"/>; x is the member's input of the phase's GEMV.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void RunChunk(int p, long c, StepContext ctx, float* x, float* qRot)
     {
         int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
@@ -318,6 +322,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         }
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void Gemv(int k, float* x, TeamGemvSegment* segs, int count, long rows, long c)
     {
         int cr = DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4);
@@ -325,13 +330,19 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         else DecodeTeam.GemvChunk<F32Elem>(k, x, segs, count, rows, cr, c);
     }
 
-    /// <summary>h = h + y (<see cref="Ops.Add(Tensor, Tensor)"/>'s float operation).</summary>
+    /// <summary>h = h + y (<see cref="Ops.Add(Tensor, Tensor)"/>'s float operation; lanes add exactly as scalars).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void Add(float* h, float* y)
     {
-        for (int i = 0; i < C; i++) h[i] = h[i] + y[i];
+        int i = 0, n = C;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16)
+                (Vector512.Load(h + i) + Vector512.Load(y + i)).Store(h + i);
+        for (; i < n; i++) h[i] = h[i] + y[i];
     }
 
     /// <summary>y = x · rsqrt(mean(x²) + eps) · w, the row computation of <see cref="Ops.RmsNorm"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void Norm(float* x, float* w, float eps, float* y)
     {
         int c = C;
