@@ -236,11 +236,9 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         return new TeamGemvSegment { W = w.DataPtr, Ldw = w.Strides[0], Rows = l.OutFeatures, Bias = bias, Out = output };
     }
 
-    static void ToF32(Tensor t, float* dst)
-    {
-        using var f = Ops.Contiguous(t, DType.F32);
-        new ReadOnlySpan<float>(f.F32Ptr, (int)f.NumEl).CopyTo(new Span<float>(dst, (int)f.NumEl));
-    }
+    /// <summary>A vector parameter [n] converted to fp32 (exact, as Ops.Contiguous(t, F32) converts it), without a tensor.</summary>
+    static void ToF32(Tensor t, float* dst) =>
+        MMSharp.Engine.Kernels.Convert.Row(t.DataPtr, t.DType, t.Strides[0], (byte*)dst, DType.F32, 1, t.Shape[0]);
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void Member(int member, StepContext ctx)
