@@ -274,6 +274,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void RunPhase(int member, int p, StepContext ctx, float* x, float* qRot)
     {
+        if (_members == 1) { RunWhole(p, ctx, x, qRot); return; }
         long c;
         while ((c = _team.Claim(p, member)) >= 0)
         {
@@ -296,6 +297,25 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         }
         if (ProfilePhases && member == 0)
             PhaseSeconds[7] += (System.Diagnostics.Stopwatch.GetTimestamp() - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
+    }
+
+    /// <summary>One thread: phase <paramref name="p"/> as one pass over its rows (or items), no claims, no flags.</summary>
+    void RunWhole(int p, StepContext ctx, float* x, float* qRot)
+    {
+        int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
+        TeamGemvSegment* segs = ctx.Segs + l * 7;
+        if (l == L) { Gemv(C, x, segs, 1, _lm.LmHead.OutFeatures, -1); return; }
+        switch (kind)
+        {
+            case 0: Gemv(C, x, segs, 3, Qkv, -1); break;
+            case 1:
+                for (int g = 0; g < _c.NumKeyValueHeads; g++)
+                    Attention(l, g, ctx.Buf + OffQkv(l), qRot, ctx.Buf + OffAttn(l), ctx.Cache, ctx.P, ctx.Cos, ctx.Sin, ctx.Rd);
+                break;
+            case 2: Gemv(QDim, ctx.Buf + OffAttn(l), segs + 3, 1, C, -1); break;
+            case 3: Gemv(C, x, segs + 4, 2, 2 * I, -1); break;
+            default: Gemv(I, x, segs + 6, 1, C, -1); break;
+        }
     }
 
     /// <summary>Chunks run by a member that did not claim them (benchmarks and tests).</summary>
@@ -321,9 +341,11 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    /// <summary>Chunk <paramref name="c"/> of a GEMV phase's rows, or all rows for c = −1.</summary>
     void Gemv(int k, float* x, TeamGemvSegment* segs, int count, long rows, long c)
     {
-        int cr = DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4);
+        int cr = c < 0 ? (int)rows : DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4);
+        if (c < 0) c = 0;
         if (_bf16) DecodeTeam.GemvChunk<BF16Elem>(k, x, segs, count, rows, cr, c);
         else DecodeTeam.GemvChunk<F32Elem>(k, x, segs, count, rows, cr, c);
     }
