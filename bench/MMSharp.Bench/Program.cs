@@ -11,7 +11,7 @@ using MMSharp.Bench;
 //   mmsharp-bench gemv-pages [--threads 2] [--call-mb 1.6,17,512] [--dist 4096]
 //   mmsharp-bench gemv-stream [--k 896] [--threads 1,2]
 //   mmsharp-bench decode-gemv [--threads 1,2] [--reps 9] [--items 0,4] [--kinds 1] [--pattern gate_up,qkv+o+gate_up+down]
-//   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24] [--attention decode,tiled] [--fused on,off] [--team on,off]
+//   mmsharp-bench decode-profile [--threads 1,2] [--prompt 256] [--steps 64] [--layers 24] [--attention decode,tiled] [--fused on,off] [--team off,on]
 // --clock cpu times single-threaded cases with the thread's CPU clock (tuning on a busy machine).
 // Comparisons are ratios measured side by side in one run (ours and OpenBLAS alternate per repetition).
 var opts = Options.Parse(args.Skip(1).ToArray());
