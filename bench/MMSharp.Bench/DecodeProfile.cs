@@ -17,7 +17,9 @@ static class DecodeProfile
 {
     /// <summary>Options: --threads 1,2 --prompt 256 --steps 64 --layers 24 --attention decode,tiled (the tiled path
     /// is the general kernel, for a side-by-side comparison in one run) --fused on,off (q/k/v and gate/up projections
-    /// of a step as one GEMV pass each, <see cref="Linear.FusedInference"/>, or as separate calls).</summary>
+    /// of a step as one GEMV pass each, <see cref="Linear.FusedInference"/>, or as separate calls) --team off,on (op by op, the
+    /// default, whose ops the breakdown shows, or the whole step as one parallel region, <see cref="Qwen2ForCausalLM.TeamDecode"/>,
+    /// whose time the breakdown books as other).</summary>
     public static void Run(Options opts)
     {
         int prompt = opts.Ints("prompt", [256])[0], steps = opts.Ints("steps", [64])[0];
@@ -44,7 +46,9 @@ static class DecodeProfile
         foreach (int threads in opts.Ints("threads", [1, 2]))
         foreach (var attention in opts.AllValues("attention") is { Count: > 0 } a ? a : ["decode", "tiled"])
         foreach (var fused in opts.AllValues("fused") is { Count: > 0 } f ? f : ["on"])
+        foreach (var team in opts.AllValues("team") is { Count: > 0 } tm ? tm : ["off"])
         {
+            Qwen2ForCausalLM.TeamDecode = team == "on";
             decodePath.SetValue(null, attention == "decode");
             Linear.FusedInference = fused == "on";
             Par.Threads = threads;
@@ -81,7 +85,7 @@ static class DecodeProfile
             long freshPerRun = Interlocked.Read(ref BufferPool.FreshAllocations) - fresh;
             Array.Sort(times);
             double tps = times.Length / total;
-            Console.WriteLine($"threads={threads} attention={attention} fused={fused} copy_gbs={gbs:F1} bound_tps={bound:F1} decode_tps={tps:F2} ratio={tps / bound:F2} " +
+            Console.WriteLine($"threads={threads} attention={attention} fused={fused} team={team} copy_gbs={gbs:F1} bound_tps={bound:F1} decode_tps={tps:F2} ratio={tps / bound:F2} " +
                 $"ms/token median={times[times.Length / 2]:F1} min={times[0]:F1} max={times[^1]:F1} prefill_s={prefillS:F2} " +
                 $"fresh_allocs={freshPerRun} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
             Console.WriteLine($"  read_gbs={readGbs:F1} (weights-only bound {readGbs * 1e9 / weightBytes:F1} tok/s) " +

@@ -52,6 +52,8 @@ static unsafe class GenerateBench
         string preset = opts.Get("preset") ?? "internvl3-1b";
         if (preset != "internvl3-1b") throw new ArgumentException($"generate: unknown preset '{preset}' (known: internvl3-1b)");
         int threads = opts.Ints("threads", [Par.Threads])[0];
+        // --team off: the op-by-op decode step, for a side-by-side comparison with the default one-region step
+        Qwen2ForCausalLM.TeamDecode = (opts.Get("team") ?? "on") != "off";
         double copyGBs = BandwidthBench.CopyGBs(threads);
         Par.Threads = threads;
 
@@ -120,7 +122,7 @@ static unsafe class GenerateBench
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"generate preset={preset} tiles=1 prompt_tokens={T} prefill_tps={T / prefillS:F1} decode_tps={DecodeTokens / decodeS:F2} vision_ms_per_tile={visionMs:F0} peak_rss_mb={peakMb:F0} decode_bound_tps={bound:F2}"));
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  threads={threads} copy_gbs={copyGBs:F1} bytes_per_token={(weightBytes + kvBytes) / 1e6:F1}MB (weights {weightBytes / 1e6:F1}MB, kv {kvBytes / 1e6:F1}MB)"));
+            $"  threads={threads} team={(Qwen2ForCausalLM.TeamDecode ? "on" : "off")} copy_gbs={copyGBs:F1} bytes_per_token={(weightBytes + kvBytes) / 1e6:F1}MB (weights {weightBytes / 1e6:F1}MB, kv {kvBytes / 1e6:F1}MB)"));
     }
 
     /// <summary>Allocates every parameter in its declared dtype: matrices uniform in ±0.02·√3 (std 0.02), vectors 1 (norm

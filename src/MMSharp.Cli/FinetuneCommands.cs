@@ -171,7 +171,7 @@ static class FinetuneCommands
 
     static class DemoDefaults
     {
-        public const int Train = 8000, Steps = 6000, Batch = 16, Questions = 4;
+        public const int Train = 8000, Steps = 7500, Batch = 16, Questions = 4;
         public const double SingleShapeShare = 0.5;
         public const double Lr = 1e-3;
     }

@@ -1,5 +1,7 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MMSharp.Engine.Kernels;
 
@@ -43,8 +45,14 @@ internal static unsafe class DecodeAttention
                 jMax = Math.Max(jMax, end[r]);
             }
 
-            // pass 1: scores, one key row against all query rows
-            for (int j = 0; j < jMax; j++)
+            // pass 1: scores; blocks of 16 keys per query row reduced together when D is 64 (the Qwen2 head size),
+            // then one key row against all query rows
+            int j0 = 0;
+            if (D == 64 && Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+                for (; j0 + 16 <= jMax; j0 += 16)
+                    for (int r = 0; r < rows; r++)
+                        Scores16(qRows + (long)r * D, kh + j0 * kT, kT, scale, S + (long)r * Tk + j0);
+            for (int j = j0; j < jMax; j++)
             {
                 float* kj = kh + j * kT;
                 for (int r = 0; r < rows; r++)
@@ -59,10 +67,17 @@ internal static unsafe class DecodeAttention
                 inv[r] = 1f / SoftmaxRow.ExpShiftSum(s, n, m);
             }
 
-            // pass 2: o = Σ_j p_j v_j, one value row into all query rows
+            // pass 2: o = Σ_j p_j v_j, one value row into all query rows (in registers, four rows at a time, when every
+            // row reads all jMax keys and D is 64; the same products added in the same order either way)
             new Span<float>(acc, rows * D).Clear();
-            for (int j = 0; j < jMax; j++)
-                AddScaledRow(acc, S + j, Tk, end, j, rows, vh + j * vT, D);
+            bool sameEnd = true;
+            for (int r = 0; r < rows; r++) sameEnd &= end[r] == jMax;
+            if (sameEnd && D == 64 && Vector512.IsHardwareAccelerated)
+                for (int r = 0; r < rows; r += 4)
+                    WeightedValues64(S + (long)r * Tk, Tk, Math.Min(4, rows - r), jMax, vh, vT, acc + (long)r * D);
+            else
+                for (int j = 0; j < jMax; j++)
+                    AddScaledRow(acc, S + j, Tk, end, j, rows, vh + j * vT, D);
             for (int r = 0; r < rows; r++)
                 TensorPrimitives.Multiply(new ReadOnlySpan<float>(acc + (long)r * D, D), inv[r], new Span<float>(oRows + (long)r * D, D));
         }
@@ -72,6 +87,73 @@ internal static unsafe class DecodeAttention
         int items = B * Hkv;
         if (items > 1 && (long)rows * Tk * D >= 1 << 20) Par.For(items, Item);
         else for (int t = 0; t < items; t++) Item(t);
+    }
+
+    /// <summary>
+    /// s[i] = scale · (q · k_i) for 16 key rows k_i = k + i·kT of 64 floats: four 16-lane products per key, then the
+    /// 16 partial vectors reduced together by a transpose-add tree (45 shuffles and adds instead of 16 horizontal sums).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Scores16(float* q, float* k, long kT, float scale, float* s)
+    {
+        var q0 = Vector512.Load(q); var q1 = Vector512.Load(q + 16); var q2 = Vector512.Load(q + 32); var q3 = Vector512.Load(q + 48);
+        var p = stackalloc Vector512<float>[16];
+        for (int i = 0; i < 16; i++)
+        {
+            float* ki = k + i * kT;
+            var a = Avx512F.FusedMultiplyAdd(q1, Vector512.Load(ki + 16), q0 * Vector512.Load(ki));
+            var b = Avx512F.FusedMultiplyAdd(q3, Vector512.Load(ki + 48), q2 * Vector512.Load(ki + 32));
+            p[i] = a + b;
+        }
+        // level 1: pairs of keys, per 128-bit lane [x0+x2, y0+y2, x1+x3, y1+y3]
+        var t = stackalloc Vector512<float>[8];
+        for (int i = 0; i < 8; i++) t[i] = Avx512F.UnpackLow(p[2 * i], p[2 * i + 1]) + Avx512F.UnpackHigh(p[2 * i], p[2 * i + 1]);
+        // level 2: four keys per 128-bit lane, each that lane's sum
+        var u = stackalloc Vector512<float>[4];
+        for (int i = 0; i < 4; i++)
+        {
+            var a = t[2 * i].AsDouble();
+            var b = t[2 * i + 1].AsDouble();
+            u[i] = Avx512F.UnpackLow(a, b).AsSingle() + Avx512F.UnpackHigh(a, b).AsSingle();
+        }
+        // level 3: lanes 0+1 and 2+3 of two groups of four keys; level 4: the whole sums, keys in order
+        var w0 = Avx512F.Shuffle4x128(u[0], u[1], 0b10_00_10_00) + Avx512F.Shuffle4x128(u[0], u[1], 0b11_01_11_01);
+        var w1 = Avx512F.Shuffle4x128(u[2], u[3], 0b10_00_10_00) + Avx512F.Shuffle4x128(u[2], u[3], 0b11_01_11_01);
+        var sum = Avx512F.Shuffle4x128(w0, w1, 0b10_00_10_00) + Avx512F.Shuffle4x128(w0, w1, 0b11_01_11_01);
+        (sum * Vector512.Create(scale)).Store(s);
+    }
+
+    /// <summary>acc[r] += Σ_j p[r·ldp + j] · v_j for n ≤ 4 rows r and j &lt; jMax, value rows of 64 floats held in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void WeightedValues64(float* p, int ldp, int n, int jMax, float* v, long vT, float* acc)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        float* p1 = p + ldp, p2 = p + 2L * ldp, p3 = p + 3L * ldp;
+        for (int j = 0; j < jMax; j++)
+        {
+            float* vj = v + j * vT;
+            var v0 = Vector512.Load(vj); var v1 = Vector512.Load(vj + 16); var v2 = Vector512.Load(vj + 32); var v3 = Vector512.Load(vj + 48);
+            var b = Vector512.Create(p[j]);
+            a00 = Vector512.FusedMultiplyAdd(b, v0, a00); a01 = Vector512.FusedMultiplyAdd(b, v1, a01);
+            a02 = Vector512.FusedMultiplyAdd(b, v2, a02); a03 = Vector512.FusedMultiplyAdd(b, v3, a03);
+            if (n < 2) continue;
+            b = Vector512.Create(p1[j]);
+            a10 = Vector512.FusedMultiplyAdd(b, v0, a10); a11 = Vector512.FusedMultiplyAdd(b, v1, a11);
+            a12 = Vector512.FusedMultiplyAdd(b, v2, a12); a13 = Vector512.FusedMultiplyAdd(b, v3, a13);
+            if (n < 3) continue;
+            b = Vector512.Create(p2[j]);
+            a20 = Vector512.FusedMultiplyAdd(b, v0, a20); a21 = Vector512.FusedMultiplyAdd(b, v1, a21);
+            a22 = Vector512.FusedMultiplyAdd(b, v2, a22); a23 = Vector512.FusedMultiplyAdd(b, v3, a23);
+            if (n < 4) continue;
+            b = Vector512.Create(p3[j]);
+            a30 = Vector512.FusedMultiplyAdd(b, v0, a30); a31 = Vector512.FusedMultiplyAdd(b, v1, a31);
+            a32 = Vector512.FusedMultiplyAdd(b, v2, a32); a33 = Vector512.FusedMultiplyAdd(b, v3, a33);
+        }
+        a00.Store(acc); a01.Store(acc + 16); a02.Store(acc + 32); a03.Store(acc + 48);
+        if (n > 1) { a10.Store(acc + 64); a11.Store(acc + 80); a12.Store(acc + 96); a13.Store(acc + 112); }
+        if (n > 2) { a20.Store(acc + 128); a21.Store(acc + 144); a22.Store(acc + 160); a23.Store(acc + 176); }
+        if (n > 3) { a30.Store(acc + 192); a31.Store(acc + 208); a32.Store(acc + 224); a33.Store(acc + 240); }
     }
 
     static float Dot(float* a, float* b, int n)

@@ -115,7 +115,7 @@ public static partial class Ops
     }
 
     /// <summary>silu(a)·b — the gated MLP product.</summary>
-    struct SiluMulOp : IBinaryOp
+    internal struct SiluMulOp : IBinaryOp
     {
         public float Invoke(float a, float b) => a * VMath.Sigmoid(a) * b;
         public V256 Invoke(V256 a, V256 b) => a * VMath.Sigmoid(a) * b;

@@ -83,7 +83,7 @@ public static unsafe partial class Ops
     }
 
     /// <summary>y = (x - m)·s·w + b with w, b optional (null).</summary>
-    static void NormalizeRow(float* x, float* y, int n, float m, float s, float* w, float* b)
+    internal static void NormalizeRow(float* x, float* y, int n, float m, float s, float* w, float* b)
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)

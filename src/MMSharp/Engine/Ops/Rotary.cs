@@ -127,7 +127,7 @@ public static unsafe partial class Ops
     }
 
     /// <summary>dst = a·ca + sign·b·sb over n elements.</summary>
-    static void RotaryCombine(float* a, float* ca, float* b, float* sb, float sign, float* dst, int n)
+    internal static void RotaryCombine(float* a, float* ca, float* b, float* sb, float sign, float* dst, int n)
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)

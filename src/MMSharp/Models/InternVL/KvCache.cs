@@ -72,6 +72,12 @@ public sealed class KvCache : IDisposable
         return (Ops.Narrow(_keys[layer], 2, 0, Length + T), Ops.Narrow(_values[layer], 2, 0, Length + T));
     }
 
+    /// <summary>The whole key buffer [B, Hkv, MaxLength, D] of <paramref name="layer"/> (the team decode step writes into it in place).</summary>
+    internal Tensor KeyBuffer(int layer) => _keys[layer];
+
+    /// <summary>The whole value buffer [B, Hkv, MaxLength, D] of <paramref name="layer"/>.</summary>
+    internal Tensor ValueBuffer(int layer) => _values[layer];
+
     /// <summary>Marks <paramref name="newTokens"/> appended tokens as cached (after the last layer).</summary>
     public void Advance(int newTokens) => Length += newTokens;
 

@@ -267,12 +267,46 @@ public sealed class Qwen2ForCausalLM : Module
     }
 
     /// <summary>
+    /// Whether a decode step of one sequence (one token, a cache, no tap, mask or position ids) runs as one parallel
+    /// region (<see cref="Qwen2TeamDecode"/>, bit-identical logits) instead of op by op. Tests and benchmarks switch it
+    /// off to compare.
+    /// </summary>
+    public static bool TeamDecode { get; set; } = true;
+
+    Qwen2TeamDecode? _team;
+    readonly object _teamGate = new();
+
+    public override void Dispose()
+    {
+        lock (_teamGate)
+        {
+            _team?.Dispose();
+            _team = null;
+        }
+        base.Dispose();
+    }
+
+    /// <summary>
     /// inputs_embeds [B, T, C] -> logits [B, T, V], or [B, 1, V] for the last position only when
     /// <paramref name="lastOnly"/> (prefill and decoding need no more, and the head is the largest matmul).
     /// </summary>
     public Tensor Forward(Tensor inputsEmbeds, KvCache? cache = null, bool lastOnly = false, ActivationTap? tap = null,
         Tensor? attentionMask = null, Tensor? positionIds = null, Tensor? segmentIds = null)
     {
+        if (TeamDecode && tap == null && attentionMask == null && positionIds == null && segmentIds == null
+            && Qwen2TeamDecode.Applies(this, inputsEmbeds, cache))
+        {
+            int members = Math.Max(1, MMSharp.Engine.Kernels.Par.Threads);
+            lock (_teamGate)                                                    // the step's buffers are per model
+            {
+                if (_team == null || _team.Members != members)
+                {
+                    _team?.Dispose();
+                    _team = new Qwen2TeamDecode(this, members);
+                }
+                return _team.Step(inputsEmbeds, cache!);
+            }
+        }
         using var h = Model.Forward(inputsEmbeds, cache, tap, attentionMask, positionIds, segmentIds);
         using var _ = Profiler.Time(ProfileCategory.LmHead);
         if (!lastOnly) return LmHead.Forward(h);

@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using System.Globalization;
+using MMSharp.Engine;
+using MMSharp.Engine.Autograd;
+using MMSharp.Engine.Kernels;
+using MMSharp.Models.InternVL;
+
+namespace MMSharp.Bench;
+
+/// <summary>
+/// Side-by-side decode speed of two step variants on a busy machine: the InternVL3-1B language model (random BF16
+/// weights, untied head), a --prompt token prefill, then rounds of --block decode steps with the team step
+/// (<see cref="Qwen2ForCausalLM.TeamDecode"/>) on, --block steps with it off, and a short copy-bandwidth sample, so
+/// each round's two variants and its bound see the same load. Prints the median over rounds of tokens/s per variant,
+/// their ratio, and each variant's share of the round's bound (copy bandwidth / weight + kv bytes per token, as the
+/// generate bench counts them).
+/// </summary>
+static unsafe class DecodeAbBench
+{
+    /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time)
+    /// --b op|norescue|chunk32|chunk128 (the second variant: the op-by-op step, the team step that never runs another
+    /// member's chunk, or the team step with 32 / 128 KiB chunks).</summary>
+    public static void Run(Options opts)
+    {
+        int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
+        var c = new Qwen2Config("Qwen2ForCausalLM", 151674, 896, 4864, 24, 14, 2, 64, 32768, 1e-6, 1000000.0, null,
+            false, "silu", null, 151645);
+        using var lm = new Qwen2ForCausalLM(c, DType.BF16);
+        ulong seed = 1;
+        long weightBytes = 0;
+        foreach (var (name, p) in lm.NamedParameters())
+        {
+            using var f = name.EndsWith("norm.weight") ? Tensor.Ones(p.Shape) : Tensor.RandN(p.Shape, seed++, 0.02f);
+            p.Set(Ops.To(f, DType.BF16));
+            p.RequiresGrad = false;
+            weightBytes += name.Contains("embed_tokens") ? 2L * c.HiddenSize : p.NumEl * 2;
+        }
+        // --clock cpu: the phase times are the CPU time of the thread running member 0 (preemption not counted)
+        Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
+        // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
+        // (instead of the op-by-op step)
+        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128";
+        long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, _ => 1L << 16 };
+        var rng = new Random(7);
+        var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
+        foreach (int threads in opts.Ints("threads", [2]))
+        {
+            Par.Threads = threads;
+            using var _ = GradMode.NoGrad();
+            int total = prompt + 2 * (rounds + 1) * block + 8;
+            using var cache = KvCache.For(c, 1, total);
+            using (var ids = Tensor.FromArray(promptIds, 1, prompt))
+            using (var emb = lm.Model.EmbedTokens.Forward(ids))
+                lm.Forward(emb, cache, lastOnly: true).Dispose();
+            using var tok = Tensor.FromArray(new long[] { 17 }, 1, 1);
+            // warm-up of both variants (JIT tiers, pools)
+            foreach (bool team in new[] { true, false, true, false })
+            {
+                Qwen2ForCausalLM.TeamDecode = team || spinB;
+                DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
+                DecodeTeam.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
+                Step(lm, tok, cache);
+            }
+            Thread.Sleep(200);
+            var onTps = new List<double>();
+            var offTps = new List<double>();
+            var bounds = new List<double>();
+            var onShare = new List<double>();
+            var offShare = new List<double>();
+            for (int r = 0; r < rounds; r++)
+            {
+                double on = 0, off = 0;
+                // alternate which variant goes first
+                foreach (bool team in r % 2 == 0 ? new[] { true, false } : [false, true])
+                {
+                    Qwen2ForCausalLM.TeamDecode = team || spinB;
+                    DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
+                    DecodeTeam.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
+                    Qwen2TeamDecode.ProfilePhases = team;
+                    long t0 = Stopwatch.GetTimestamp();
+                    for (int i = 0; i < block; i++) Step(lm, tok, cache);
+                    Qwen2TeamDecode.ProfilePhases = false;
+                    double tps = block / Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                    if (team) on = tps; else off = tps;
+                }
+                long kvBytes = 2L * c.NumHiddenLayers * c.NumKeyValueHeads * cache.Length * c.HeadDim * sizeof(float);
+                double bound = CopyGBsQuick(threads) * 1e9 / (weightBytes + kvBytes);
+                onTps.Add(on); offTps.Add(off); bounds.Add(bound);
+                onShare.Add(on / bound); offShare.Add(off / bound);
+            }
+            Qwen2ForCausalLM.TeamDecode = true;
+            DecodeTeam.RescueAfterMicroseconds = 30;
+            DecodeTeam.ChunkBytes = 1L << 16;
+            // the team step's time per phase kind (member 0's view), ms per token and weight GB/s of the GEMV kinds
+            long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
+            long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0, 0];
+            string[] kindNames = ["qkv", "attention", "o", "gate_up", "down", "head", "outside", "(of which waiting)"];
+            int tokens = rounds * block;
+            double teamMs = Qwen2TeamDecode.PhaseSeconds.Take(7).Sum() * 1e3 / tokens;
+            Console.WriteLine($"  team phases, ms/token (weight GB/s), total {teamMs:F2}: " + string.Join(" ", kindNames.Select((n, i) =>
+            {
+                double sec = Qwen2TeamDecode.PhaseSeconds[i] / tokens;
+                return string.Create(CultureInfo.InvariantCulture, $"{n}={sec * 1e3:F2}") + (kindBytes[i] > 0 ? string.Create(CultureInfo.InvariantCulture, $"({kindBytes[i] / sec / 1e9:F1})") : "");
+            })));
+            Array.Clear(Qwen2TeamDecode.PhaseSeconds);
+            Console.WriteLine($"  chunks run by a member that did not claim them: {Interlocked.Exchange(ref Qwen2TeamDecode.ChunksRescued, 0)}");
+            double M(List<double> xs) => BandwidthBench.Median([.. xs]);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"decode-ab b={(spinB ? "team-" + opts.Get("b") : "op")} threads={threads} rounds={rounds} block={block} team_on_tps={M(onTps):F2} team_off_tps={M(offTps):F2} " +
+                $"on/off={M(onTps.Zip(offTps, (a, b) => a / b).ToList()):F3} bound_tps={M(bounds):F2} " +
+                $"on/bound={M(onShare):F3} off/bound={M(offShare):F3} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}"));
+            Console.WriteLine("  per round on/off/bound: " + string.Join(" ", onTps.Select((o, i) =>
+                string.Create(CultureInfo.InvariantCulture, $"{o:F1}/{offTps[i]:F1}/{bounds[i]:F1}"))));
+        }
+    }
+
+    static void Step(Qwen2ForCausalLM lm, Tensor tok, KvCache cache)
+    {
+        using var scope = TensorScope.Begin();
+        using var emb = lm.Model.EmbedTokens.Forward(tok);
+        using var logits = lm.Forward(emb, cache, lastOnly: true);
+    }
+
+    static byte* _src, _dst;
+
+    /// <summary>Copy bandwidth as <see cref="BandwidthBench"/> measures it (read + written bytes per second), from the
+    /// median of 3 copies of 256 MiB (short enough to sit between decode blocks).</summary>
+    static double CopyGBsQuick(int threads)
+    {
+        const long bytes = 256L << 20;
+        if (_src == null)
+        {
+            _src = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+            _dst = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+            new Span<byte>(_src, (int)bytes).Fill(1);
+            new Span<byte>(_dst, (int)bytes).Clear();
+        }
+        Par.Threads = threads;
+        var times = new List<double>();
+        nint s = (nint)_src, d = (nint)_dst;
+        for (int rep = 0; rep < 3; rep++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            Par.ForChunks(bytes, 1 << 20, (a, b) => Buffer.MemoryCopy((byte*)s + a, (byte*)d + a, b - a, b - a));
+            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
+        return 2.0 * bytes / BandwidthBench.Median(times) / 1e9;
+    }
+}

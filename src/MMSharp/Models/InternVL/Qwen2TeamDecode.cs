@@ -1,0 +1,406 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using MMSharp.Engine;
+using MMSharp.Engine.Autograd;
+using MMSharp.Engine.Kernels;
+using MMSharp.NN;
+
+namespace MMSharp.Models.InternVL;
+
+/// <summary>
+/// One decode step of <see cref="Qwen2ForCausalLM"/> (batch 1, one new token, KV cache) as a single parallel region: the
+/// threads stay in one <see cref="DecodeTeam"/> for the whole step instead of a fork/join per op, and the work between the
+/// weight reads runs on every thread too. Per layer five phases:
+/// (1) q/k/v rows of input_layernorm(h), (2) attention, one chunk per kv head: RoPE of its key (written into the
+/// cache) and of its query heads, the value into the cache, <see cref="DecodeAttention"/> over the cached positions,
+/// (3) o_proj rows, (4) gate/up rows of post_attention_layernorm(h), (5) down_proj rows of silu(gate)·up; then the
+/// final norm and the LM head rows. Every member keeps its own copy of the residual stream h and computes the norms,
+/// residual adds and silu·up itself (cheap vector work, identical on every member), so no phase is spent on them and
+/// every chunk only stores into this step's per-layer buffers: a chunk may be run twice (a waiting member takes over
+/// the chunk of a descheduled one, <see cref="DecodeTeam"/>) and writes the same values both times.
+/// Every value comes from the same kernel and the same float operations as the op-by-op path
+/// (<see cref="Ops.RmsNorm"/>, <see cref="Linear.ForwardFused"/>, <see cref="Ops.ApplyRotary"/>, <see cref="KvCache.Append"/>,
+/// <see cref="Ops.ScaledDotProductAttention"/>, <see cref="Ops.SiluMul"/>, <see cref="Ops.Add(Tensor, Tensor)"/>), so the
+/// logits are bit-identical to it for any thread count.
+/// </summary>
+internal sealed unsafe class Qwen2TeamDecode : IDisposable
+{
+    const int PhasesPerLayer = 5;
+
+    readonly Qwen2ForCausalLM _lm;
+    readonly Qwen2Config _c;
+    readonly int _members;
+    readonly DecodeTeam _team;
+    // fp32 scratch: residual stream, per-member normed input and activation, q/k/v, attention output, gate/up,
+    // per-layer norm weights and biases in fp32
+    readonly float[] _buf;
+    readonly TeamGemvSegment[] _segs;
+    readonly bool _bf16;
+
+    /// <summary>Whether the team path may run this step: one token of one sequence on a cache, no autograd, weights as
+    /// <see cref="Linear.ForwardFused"/> accepts them (F32 or BF16 with unit stride along k, no LoRA), AVX-512.</summary>
+    public static bool Applies(Qwen2ForCausalLM lm, Tensor x, KvCache? cache)
+    {
+        var c = lm.Config;
+        if (cache == null || x.Rank != 3 || x.Shape[0] != 1 || x.Shape[1] != 1 || x.Shape[2] != c.HiddenSize) return false;
+        if (Gemm.ActivePath != Gemm.Path.Avx512 || !DecodeAttention.Enabled || !Linear.FusedInference) return false;
+        if (cache.Batch != 1 || cache.NumKeyValueHeads != c.NumKeyValueHeads || cache.HeadDim != c.HeadDim) return false;
+        if (GradMode.Enabled && x.RequiresGrad) return false;
+        var dt = lm.LmHead.Weight.DType;
+        if (dt != DType.F32 && dt != DType.BF16) return false;
+        foreach (var l in Linears(lm))
+        {
+            if (l.Lora != null || !l.Weight.IsMaterialized || l.Weight.DType != dt) return false;
+            var w = l.Weight.Data;
+            if (w.Strides[1] != 1 || (GradMode.Enabled && (w.RequiresGrad || (l.Bias?.Data.RequiresGrad ?? false)))) return false;
+        }
+        foreach (var layer in lm.Model.Layers)
+            if (GradMode.Enabled && (layer.InputLayernorm.Weight.Data.RequiresGrad || layer.PostAttentionLayernorm.Weight.Data.RequiresGrad))
+                return false;
+        return !(GradMode.Enabled && lm.Model.Norm.Weight.Data.RequiresGrad);
+    }
+
+    static IEnumerable<Linear> Linears(Qwen2ForCausalLM lm)
+    {
+        foreach (var layer in lm.Model.Layers)
+        {
+            var a = layer.SelfAttn;
+            var m = layer.Mlp;
+            yield return a.QProj; yield return a.KProj; yield return a.VProj; yield return a.OProj;
+            yield return m.GateProj; yield return m.UpProj; yield return m.DownProj;
+        }
+        yield return lm.LmHead;
+    }
+
+    public Qwen2TeamDecode(Qwen2ForCausalLM lm, int members)
+    {
+        _lm = lm;
+        _c = lm.Config;
+        _members = members;
+        int L = _c.NumHiddenLayers;
+        _team = new DecodeTeam(L * PhasesPerLayer + 1, members);
+        _buf = GC.AllocateUninitializedArray<float>(checked((int)BufFloats()), pinned: true);
+        _segs = GC.AllocateUninitializedArray<TeamGemvSegment>(L * 7 + 1, pinned: true);
+        _bf16 = lm.LmHead.Weight.DType == DType.BF16;
+    }
+
+    public int Members => _members;
+
+    /// <summary>Steps run by any instance (tests check that the path under test ran).</summary>
+    internal static long StepsRun;
+
+    /// <summary>Benchmarks: when set, member 0 books the wall time of each phase kind (from entering it to the phase
+    /// being done) into <see cref="PhaseSeconds"/>: 0 q/k/v (with the norm), 1 attention, 2 o_proj, 3 gate/up (with
+    /// the norm), 4 down (with silu·up), 5 final norm + head, 6 the step outside the team region, 7 (part of 0-5) member 0 waiting for the
+    /// others' items at the end of phases.</summary>
+    internal static bool ProfilePhases;
+    internal static readonly double[] PhaseSeconds = new double[8];
+    long _mark;
+
+    /// <summary>With <see cref="ProfilePhases"/>: book the calling thread's CPU time instead of the wall time (a busy
+    /// machine's preemptions then do not count; meaningful with one thread).</summary>
+    internal static bool ProfileCpuClock;
+
+    [StructLayout(LayoutKind.Sequential)] struct TimeSpec { public long Sec, Nsec; }
+    [DllImport("libc", EntryPoint = "clock_gettime")] static extern int ClockGetTime(int clock, out TimeSpec ts);
+
+    static long Now()
+    {
+        if (!ProfileCpuClock) return System.Diagnostics.Stopwatch.GetTimestamp();
+        ClockGetTime(3, out var t);                                              // CLOCK_THREAD_CPUTIME_ID
+        return (long)((t.Sec + t.Nsec * 1e-9) * System.Diagnostics.Stopwatch.Frequency);
+    }
+
+    void Mark(int member, int kind)
+    {
+        if (!ProfilePhases || member != 0) return;
+        long now = Now();
+        PhaseSeconds[kind] += (now - _mark) / (double)System.Diagnostics.Stopwatch.Frequency;
+        _mark = now;
+    }
+
+    // scratch layout (floats, each region rounded up to 16 floats)
+    static long Up(long n) => (n + 15) / 16 * 16;
+    int C => _c.HiddenSize;
+    int I => _c.IntermediateSize;
+    int Qkv => (_c.NumAttentionHeads + 2 * _c.NumKeyValueHeads) * _c.HeadDim;
+    int QDim => _c.NumAttentionHeads * _c.HeadDim;
+    int L => _c.NumHiddenLayers;
+    // shared, per layer: q/k/v, attention output, o_proj output, gate/up, down_proj output
+    long LayerFloats => Up(Qkv) + Up(QDim) + Up(C) + Up(2L * I) + Up(C);
+    long OffQkv(int l) => l * LayerFloats;
+    long OffAttn(int l) => OffQkv(l) + Up(Qkv);
+    long OffO(int l) => OffAttn(l) + Up(QDim);
+    long OffGu(int l) => OffO(l) + Up(C);
+    long OffD(int l) => OffGu(l) + Up(2L * I);
+    // shared, read-only: norm weights (per layer input, post; then the final norm) and q/k/v biases in fp32
+    long OffNormW => L * LayerFloats;
+    long OffBias => OffNormW + (2L * L + 1) * Up(C);
+    // per member: residual stream, normed input, silu·up, rotated queries
+    long MemberFloats => 2 * Up(C) + Up(I) + Up(QDim);
+    long OffMember(int m) => OffBias + L * Up(Qkv) + m * MemberFloats;
+    long BufFloats() => OffMember(_members);
+
+    /// <summary>inputs_embeds [1, 1, C] -> logits [1, 1, V]; writes the token's keys and values and advances the cache.</summary>
+    public Tensor Step(Tensor inputsEmbeds, KvCache cache)
+    {
+        long stepStart = System.Diagnostics.Stopwatch.GetTimestamp();
+        cache.EnsureRoom(1, 1);
+        Interlocked.Increment(ref StepsRun);
+        int P = cache.Length;
+        int hd = _c.HeadDim, nKV = _c.NumKeyValueHeads;
+        fixed (float* bufp = _buf)
+        fixed (TeamGemvSegment* segs = _segs)
+        {
+            float* buf = bufp;
+            // fp32 copies of the norm weights and biases (exact conversions, as the ops make them per call)
+            for (int l = 0; l < L; l++)
+            {
+                var layer = _lm.Model.Layers[l];
+                ToF32(layer.InputLayernorm.Weight.Data, buf + OffNormW + 2L * l * Up(C));
+                ToF32(layer.PostAttentionLayernorm.Weight.Data, buf + OffNormW + (2L * l + 1) * Up(C));
+                var a = layer.SelfAttn;
+                float* b = buf + OffBias + l * Up(Qkv);
+                if (a.QProj.Bias != null) ToF32(a.QProj.Bias.Data, b);
+                if (a.KProj.Bias != null) ToF32(a.KProj.Bias.Data, b + QDim);
+                if (a.VProj.Bias != null) ToF32(a.VProj.Bias.Data, b + QDim + nKV * hd);
+            }
+            ToF32(_lm.Model.Norm.Weight.Data, buf + OffNormW + 2L * L * Up(C));
+
+            var logits = Tensor.Empty([1, 1, _lm.LmHead.OutFeatures]);
+            // rows of every GEMV (pointers of the current parameter tensors)
+            for (int l = 0; l < L; l++)
+            {
+                var layer = _lm.Model.Layers[l];
+                var a = layer.SelfAttn;
+                var m = layer.Mlp;
+                float* b = buf + OffBias + l * Up(Qkv), qkv = buf + OffQkv(l), gu = buf + OffGu(l);
+                TeamGemvSegment* s = segs + l * 7;
+                s[0] = Seg(a.QProj, qkv, a.QProj.Bias != null ? b : null);
+                s[1] = Seg(a.KProj, qkv + QDim, a.KProj.Bias != null ? b + QDim : null);
+                s[2] = Seg(a.VProj, qkv + QDim + nKV * hd, a.VProj.Bias != null ? b + QDim + nKV * hd : null);
+                s[3] = Seg(a.OProj, buf + OffO(l), null);
+                s[4] = Seg(m.GateProj, gu, null);
+                s[5] = Seg(m.UpProj, gu + I, null);
+                s[6] = Seg(m.DownProj, buf + OffD(l), null);
+            }
+            segs[L * 7] = Seg(_lm.LmHead, logits.F32Ptr, null);
+            // the phases' chunk counters and finished-flags (laid out again if the flag storage grew)
+            while (!LayOutPhases()) { }
+
+            using var positions = Qwen2Rotary.Positions(P, 1);
+            var (cos, sin) = Qwen2Rotary.Tables(_c, positions, P);                // [1, hd]
+            using (cos)
+            using (sin)
+            using (var e = Ops.Contiguous(inputsEmbeds, DType.F32))
+            {
+                var ctx = new StepContext { Buf = buf, Segs = segs, Embed = e.F32Ptr, Cos = cos.F32Ptr, Sin = sin.F32Ptr, Rd = cos.Shape[^1], P = P, Cache = cache };
+                long teamStart = System.Diagnostics.Stopwatch.GetTimestamp();
+                _mark = ProfilePhases ? Now() : 0;
+                Par.For(_members, member => Member(member, ctx));
+                if (ProfilePhases)
+                    PhaseSeconds[6] += (teamStart - stepStart) / (double)System.Diagnostics.Stopwatch.Frequency;
+            }
+            cache.Advance(1);
+            return logits;
+        }
+    }
+
+    /// <summary>What the members of one step share (pointers into pinned memory, valid for the step).</summary>
+    sealed class StepContext
+    {
+        public float* Buf, Embed, Cos, Sin;
+        public TeamGemvSegment* Segs;
+        public int Rd, P;
+        public KvCache Cache = null!;
+    }
+
+    bool LayOutPhases()
+    {
+        _team.BeginStep();
+        for (int l = 0; l < L; l++)
+        {
+            int p = l * PhasesPerLayer;
+            if (!_team.InitShares(p, Chunks(Qkv, C)) || !_team.InitItems(p + 1, _c.NumKeyValueHeads) || !_team.InitShares(p + 2, Chunks(C, QDim))
+                || !_team.InitShares(p + 3, Chunks(2 * I, C)) || !_team.InitShares(p + 4, Chunks(C, I)))
+                return false;
+        }
+        return _team.InitShares(L * PhasesPerLayer, Chunks(_lm.LmHead.OutFeatures, C));
+    }
+
+    long Chunks(int rows, int k) { int cr = DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4); return (rows + cr - 1) / cr; }
+
+    static TeamGemvSegment Seg(Linear l, float* output, float* bias)
+    {
+        var w = l.Weight.Data;
+        return new TeamGemvSegment { W = w.DataPtr, Ldw = w.Strides[0], Rows = l.OutFeatures, Bias = bias, Out = output };
+    }
+
+    /// <summary>A vector parameter [n] converted to fp32 (exact, as Ops.Contiguous(t, F32) converts it), without a tensor.</summary>
+    static void ToF32(Tensor t, float* dst) =>
+        MMSharp.Engine.Kernels.Convert.Row(t.DataPtr, t.DType, t.Strides[0], (byte*)dst, DType.F32, 1, t.Shape[0]);
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    void Member(int member, StepContext ctx)
+    {
+        float* buf = ctx.Buf, mine = buf + OffMember(member);
+        float* h = mine, xn = mine + Up(C), act = xn + Up(C), qRot = act + Up(I);
+        new ReadOnlySpan<float>(ctx.Embed, C).CopyTo(new Span<float>(h, C));    // the residual stream starts as the embedding row
+        for (int l = 0; l < L; l++)
+        {
+            var layer = _lm.Model.Layers[l];
+            int p = l * PhasesPerLayer;
+            float* normW = buf + OffNormW + 2L * l * Up(C);
+            if (l > 0) Add(h, buf + OffD(l - 1));                                // h = h + mlp (previous layer)
+            Norm(h, normW, layer.InputLayernorm.Eps, xn);
+            RunPhase(member, p, ctx, xn, qRot); Mark(member, 0);                 // q/k/v
+            RunPhase(member, p + 1, ctx, xn, qRot); Mark(member, 1);             // attention
+            RunPhase(member, p + 2, ctx, xn, qRot); Mark(member, 2);             // o_proj
+            Add(h, buf + OffO(l));                                               // h = h + attn
+            Norm(h, normW + Up(C), layer.PostAttentionLayernorm.Eps, xn);
+            RunPhase(member, p + 3, ctx, xn, qRot); Mark(member, 3);             // gate/up
+            var op = new Ops.SiluMulOp();
+            float* gu = buf + OffGu(l);
+            VectorLoop.ZipContiguous(ref op, gu, gu + I, act, I);
+            RunPhase(member, p + 4, ctx, act, qRot); Mark(member, 4);            // down_proj
+        }
+        Add(h, buf + OffD(L - 1));
+        Norm(h, buf + OffNormW + 2L * L * Up(C), _lm.Model.Norm.Eps, xn);
+        RunPhase(member, L * PhasesPerLayer, ctx, xn, qRot); Mark(member, 5);   // LM head
+    }
+
+    /// <summary>Claims and runs chunks of phase <paramref name="p"/> until none is left, then waits for the others'
+    /// chunks, running any still unfinished after <see cref="DecodeTeam.RescueAfterMicroseconds"/> itself.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    void RunPhase(int member, int p, StepContext ctx, float* x, float* qRot)
+    {
+        if (_members == 1) { RunWhole(p, ctx, x, qRot); return; }
+        long c;
+        while ((c = _team.Claim(p, member)) >= 0)
+        {
+            RunChunk(p, c, ctx, x, qRot);
+            _team.Finish(p, c, member);
+        }
+        if (_team.IsDone(p)) return;
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long rescueAt = t0 + (long)(DecodeTeam.RescueAfterMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1e6);
+        var spin = new SpinWait();
+        while (!_team.IsDone(p))
+        {
+            if (System.Diagnostics.Stopwatch.GetTimestamp() < rescueAt) { spin.SpinOnce(-1); continue; }
+            for (long u = _team.Unfinished(p, 0); u >= 0; u = _team.Unfinished(p, u + 1))
+            {
+                Interlocked.Increment(ref ChunksRescued);
+                RunChunk(p, u, ctx, x, qRot);
+                _team.Finish(p, u, member);
+            }
+        }
+        if (ProfilePhases && member == 0)
+            PhaseSeconds[7] += (System.Diagnostics.Stopwatch.GetTimestamp() - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
+    }
+
+    /// <summary>One thread: phase <paramref name="p"/> as one pass over its rows (or items), no claims, no flags.</summary>
+    void RunWhole(int p, StepContext ctx, float* x, float* qRot)
+    {
+        int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
+        TeamGemvSegment* segs = ctx.Segs + l * 7;
+        if (l == L) { Gemv(C, x, segs, 1, _lm.LmHead.OutFeatures, -1); return; }
+        switch (kind)
+        {
+            case 0: Gemv(C, x, segs, 3, Qkv, -1); break;
+            case 1:
+                for (int g = 0; g < _c.NumKeyValueHeads; g++)
+                    Attention(l, g, ctx.Buf + OffQkv(l), qRot, ctx.Buf + OffAttn(l), ctx.Cache, ctx.P, ctx.Cos, ctx.Sin, ctx.Rd);
+                break;
+            case 2: Gemv(QDim, ctx.Buf + OffAttn(l), segs + 3, 1, C, -1); break;
+            case 3: Gemv(C, x, segs + 4, 2, 2 * I, -1); break;
+            default: Gemv(I, x, segs + 6, 1, C, -1); break;
+        }
+    }
+
+    /// <summary>Chunks run by a member that did not claim them (benchmarks and tests).</summary>
+    internal static long ChunksRescued;
+
+    /// <summary>Chunk <paramref name="c"/> of phase <paramref name="p"/>; x is the member's input of the phase's GEMV.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    void RunChunk(int p, long c, StepContext ctx, float* x, float* qRot)
+    {
+        int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
+        TeamGemvSegment* segs = ctx.Segs + l * 7;
+        if (l == L) { Gemv(C, x, segs, 1, _lm.LmHead.OutFeatures, c); return; }
+        switch (kind)
+        {
+            case 0: Gemv(C, x, segs, 3, Qkv, c); break;
+            case 1:
+                Attention(l, (int)c, ctx.Buf + OffQkv(l), qRot, ctx.Buf + OffAttn(l), ctx.Cache, ctx.P, ctx.Cos, ctx.Sin, ctx.Rd);
+                break;
+            case 2: Gemv(QDim, ctx.Buf + OffAttn(l), segs + 3, 1, C, c); break;
+            case 3: Gemv(C, x, segs + 4, 2, 2 * I, c); break;
+            default: Gemv(I, x, segs + 6, 1, C, c); break;
+        }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    /// <summary>Chunk <paramref name="c"/> of a GEMV phase's rows, or all rows for c = −1.</summary>
+    void Gemv(int k, float* x, TeamGemvSegment* segs, int count, long rows, long c)
+    {
+        int cr = c < 0 ? (int)rows : DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4);
+        if (c < 0) c = 0;
+        if (_bf16) DecodeTeam.GemvChunk<BF16Elem>(k, x, segs, count, rows, cr, c);
+        else DecodeTeam.GemvChunk<F32Elem>(k, x, segs, count, rows, cr, c);
+    }
+
+    /// <summary>h = h + y (<see cref="Ops.Add(Tensor, Tensor)"/>'s float operation; lanes add exactly as scalars).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    void Add(float* h, float* y)
+    {
+        int i = 0, n = C;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16)
+                (Vector512.Load(h + i) + Vector512.Load(y + i)).Store(h + i);
+        for (; i < n; i++) h[i] = h[i] + y[i];
+    }
+
+    /// <summary>y = x · rsqrt(mean(x²) + eps) · w, the row computation of <see cref="Ops.RmsNorm"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    void Norm(float* x, float* w, float eps, float* y)
+    {
+        int c = C;
+        float ms = RowReduce.SumSquaredDiff(x, c, 0f) / c;
+        float s = 1f / MathF.Sqrt(ms + eps);
+        Ops.NormalizeRow(x, y, c, 0f, s, w, null);
+    }
+
+    /// <summary>kv head <paramref name="g"/> of layer <paramref name="l"/>: its rotated key and its value into the cache at
+    /// position <paramref name="P"/>, its <paramref name="G"/> query heads rotated, and their attention output.</summary>
+    void Attention(int l, int g, float* qkv, float* qRot, float* attn, KvCache cache, int P, float* cos, float* sin, int rd)
+    {
+        int hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads, G = nH / nKV;
+        float scale = 1f / MathF.Sqrt(hd);
+        var keys = cache.KeyBuffer(l);                                           // [1, nKV, Max, hd]
+        var values = cache.ValueBuffer(l);
+        long kH = keys.Strides[1], kT = keys.Strides[2], vH = values.Strides[1], vT = values.Strides[2];
+        float* kHead = keys.F32Ptr + g * kH, vHead = values.F32Ptr + g * vH;
+        Rope(qkv + (long)(nH + g) * hd, cos, sin, kHead + P * kT, hd, rd);
+        new ReadOnlySpan<float>(qkv + (long)(nH + nKV + g) * hd, hd).CopyTo(new Span<float>(vHead + P * vT, hd));
+        // the rotated queries go to the member's own buffer (a duplicate run of this chunk must not race on them)
+        for (int i = 0; i < G; i++)
+        {
+            long qh = (long)g * G + i;
+            Rope(qkv + qh * hd, cos, sin, qRot + qh * hd, hd, rd);
+        }
+        DecodeAttention.Forward(1, G, 1, 1, P + 1, hd, scale, causal: true, qRot + (long)g * G * hd,
+            kHead, keys.Strides[0], kH, kT, vHead, values.Strides[0], vH, vT, attn + (long)g * G * hd);
+    }
+
+    /// <summary>One row of <see cref="Ops.ApplyRotary"/> (rotate_half layout, rd rotated dims of D).</summary>
+    static void Rope(float* x, float* cos, float* sin, float* y, int D, int rd)
+    {
+        int h = rd / 2;
+        Ops.RotaryCombine(x, cos, x + h, sin, -1f, y, h);
+        Ops.RotaryCombine(x + h, cos + h, x, sin + h, 1f, y + h, h);
+        if (rd < D) new ReadOnlySpan<float>(x + rd, D - rd).CopyTo(new Span<float>(y + rd, D - rd));
+    }
+
+    public void Dispose() => _team.Dispose();
+}
