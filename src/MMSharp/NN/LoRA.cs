@@ -19,7 +19,12 @@ public sealed class LoraAdapter : IDisposable
     public readonly Linear A, B;
     public int Rank { get; }
     public float Alpha { get; }
-    public float DropoutP { get; }
+    /// <summary>Dropout on the adapter's input in training (settable: a run continuing loaded adapters may choose its own).</summary>
+    public float DropoutP
+    {
+        get;
+        set => field = value is >= 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(DropoutP), "LoRA dropout must be in [0, 1)");
+    }
     public float Scaling => Alpha / Rank;
     public int InFeatures => A.InFeatures;
     public int OutFeatures => B.OutFeatures;
