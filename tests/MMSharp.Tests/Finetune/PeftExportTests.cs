@@ -160,6 +160,20 @@ public sealed class PeftExportTests(ITestOutputHelper output)
         Assert.True(e <= 3e-2, $"rel err {e}");
     }
 
+    [Theory]
+    [InlineData("use_llm_lora")]
+    [InlineData("use_backbone_lora")]
+    public void Config_ReadsLoraRanks_AndRejectsANegativeOne(string field)
+    {
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(InternVLFixtures.Dir("vit300m"), "config.json")))!.AsObject();
+        json[field] = 16;
+        var c = InternVLChatConfig.Parse(json.ToJsonString());
+        Assert.Equal(16, field == "use_llm_lora" ? c.UseLlmLora : c.UseBackboneLora);
+        json[field] = -1;
+        var ex = Assert.Throws<ModelConfigException>(() => InternVLChatConfig.Parse(json.ToJsonString()));
+        Assert.Contains(field, ex.Message);
+    }
+
     /// <summary>Logits [1, V] of prefill over the fixture prompt followed by one decode step (the path mmsharp chat runs).</summary>
     static Tensor PrefillAndStep(string dir)
     {
