@@ -124,7 +124,14 @@ static class FinetuneCommands
     {
         var ckpt = new Option<string>("--checkpoint") { Description = "A training checkpoint: OUTPUT/iter_XXXXXXX.", Required = true };
         var outDir = new Option<string>("--out") { Description = "HF model directory to write.", Required = true };
-        var merge = new Option<bool>("--merge-lora") { Description = "Fold LoRA adapters into the base weights (required when the run used LoRA)." };
+        var merge = new Option<bool>("--merge-lora")
+        {
+            Description = "Fold LoRA adapters into the base weights (plain HF names, use_llm_lora/use_backbone_lora 0). Without it a LoRA run is "
+                + "written unmerged in the official InternVL/PEFT layout: config.json use_llm_lora/use_backbone_lora = r, keys "
+                + "language_model.base_model.model.<path>.base_layer.weight, ….lora_A.default.weight [r,in], ….lora_B.default.weight [out,r] "
+                + "(vision_model likewise); chat, finetune --model and the official code re-wrap it with alpha 2r (a run trained with "
+                + "another --lora-alpha gets its scaling folded into lora_B).",
+        };
         var dtype = new Option<string>("--dtype") { Description = "bf16 (default) | fp32.", DefaultValueFactory = _ => "bf16" };
         var shard = new Option<long>("--max-shard-size") { Description = "Bytes of tensor data per safetensors shard (default 5e9).", DefaultValueFactory = _ => 5_000_000_000 };
         var cmd = new Command("export", "Write a training checkpoint as a complete Hugging Face model directory (config, sharded safetensors + index, tokenizer, generation config).");

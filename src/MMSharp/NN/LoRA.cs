@@ -12,14 +12,20 @@ namespace MMSharp.NN;
 /// Parameter names: the base layer keeps <c>….q_proj.weight</c> / <c>.bias</c>; the adapter adds
 /// <c>….q_proj.lora_A.weight</c> [r, in] and <c>….q_proj.lora_B.weight</c> [out, r]. PEFT saves the same tensors as
 /// <c>base_model.model.….q_proj.lora_A.default.weight</c> and the base as <c>….q_proj.base_layer.weight</c>; we keep the
-/// HF names of the base so a merged export needs no renaming.
+/// HF names of the base so a merged export needs no renaming, and map to PEFT's names when writing or reading the
+/// unmerged layout (<c>MMSharp.Models.InternVL.InternVLPeftLayout</c>).
 /// </remarks>
 public sealed class LoraAdapter : IDisposable
 {
     public readonly Linear A, B;
     public int Rank { get; }
     public float Alpha { get; }
-    public float DropoutP { get; }
+    /// <summary>Dropout on the adapter's input in training (settable: a run continuing loaded adapters may choose its own).</summary>
+    public float DropoutP
+    {
+        get;
+        set => field = value is >= 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(DropoutP), "LoRA dropout must be in [0, 1)");
+    }
     public float Scaling => Alpha / Rank;
     public int InFeatures => A.InFeatures;
     public int OutFeatures => B.OutFeatures;

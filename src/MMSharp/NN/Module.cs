@@ -207,7 +207,7 @@ public abstract class Module : IDisposable
         return d;
     }
 
-    /// <summary>Loads tensors given by name (the caller keeps ownership of them). See <see cref="LoadStateDict(ICheckpointReader, bool, DTypePolicy, string)"/>.</summary>
+    /// <summary>Loads tensors given by name (the caller keeps ownership of them). See <see cref="LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string})"/>.</summary>
     public LoadReport LoadStateDict(IReadOnlyDictionary<string, Tensor> state, bool strict = true,
         DTypePolicy dtypes = DTypePolicy.KeepStored, string prefix = "") =>
         StateDictLoader.Load(this, new DictionarySource(state), strict, dtypes, prefix);
@@ -220,10 +220,12 @@ public abstract class Module : IDisposable
     /// names are reported in the result instead (shape and dtype errors still throw).
     /// Only checkpoint names starting with <paramref name="prefix"/> are considered, with the prefix removed
     /// (load <c>vision_model</c> alone from a chat checkpoint with prefix <c>"vision_model."</c>).
+    /// <paramref name="storedName"/>, when given, maps prefix + parameter name to the key stored in the checkpoint (a
+    /// layout that names tensors differently, e.g. PEFT's <c>base_model.model.….base_layer.weight</c>); errors name the stored keys.
     /// </summary>
     public LoadReport LoadStateDict(ICheckpointReader checkpoint, bool strict = true,
-        DTypePolicy dtypes = DTypePolicy.KeepStored, string prefix = "") =>
-        StateDictLoader.Load(this, new ReaderSource(checkpoint), strict, dtypes, prefix);
+        DTypePolicy dtypes = DTypePolicy.KeepStored, string prefix = "", Func<string, string>? storedName = null) =>
+        StateDictLoader.Load(this, new ReaderSource(checkpoint), strict, dtypes, prefix, storedName);
 
     // ---------------------------------------------------------------- freezing and mode
 

@@ -5,7 +5,7 @@ using MMSharp.Engine.IO;
 
 namespace MMSharp.NN;
 
-/// <summary>How <see cref="Module.LoadStateDict(ICheckpointReader, bool, DTypePolicy, string)"/> treats stored dtypes.</summary>
+/// <summary>How <see cref="Module.LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string})"/> treats stored dtypes.</summary>
 public enum DTypePolicy
 {
     /// <summary>
@@ -75,10 +75,14 @@ internal static class StateDictLoader
 {
     const int MaxListed = 40;
 
-    public static LoadReport Load(Module module, IStateSource source, bool strict, DTypePolicy policy, string prefix)
+    public static LoadReport Load(Module module, IStateSource source, bool strict, DTypePolicy policy, string prefix,
+        Func<string, string>? storedName = null)
     {
+        // The checkpoint key of a module name: prefix + name, or a layout's own naming (e.g. PEFT's base_layer keys);
+        // every message below names these stored keys.
+        string Key(string name) => storedName?.Invoke(prefix + name) ?? prefix + name;
         var slots = module.StateSlots().ToList();
-        var expected = new HashSet<string>(slots.Select(s => s.Name), StringComparer.Ordinal);
+        var expected = new HashSet<string>(slots.Select(s => Key(s.Name)), StringComparer.Ordinal);
         var missing = new List<string>();
         var mismatched = new List<(string Name, string Expected, string Found)>();
         var toLoad = new List<(string Name, TensorSlot Slot, bool Convert)>();
@@ -86,7 +90,7 @@ internal static class StateDictLoader
 
         foreach (var (name, slot) in slots)
         {
-            string key = prefix + name;
+            string key = Key(name);
             if (!source.Has(key)) continue;
             var (shape, dtype, dtypeName) = source.Info(key);
             string want = $"{slot.DeclaredDType}{Tensor.ShapeString(slot.Shape)}";
@@ -106,15 +110,15 @@ internal static class StateDictLoader
         }
         // A tied parameter is satisfied by any one of its names.
         foreach (var (name, slot) in slots)
-            if (!source.Has(prefix + name) && !loadedSlots.Contains(slot))
-                missing.Add(prefix + name);
+            if (!source.Has(Key(name)) && !loadedSlots.Contains(slot))
+                missing.Add(Key(name));
         var unexpected = source.Names
-            .Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && !expected.Contains(n[prefix.Length..]))
+            .Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && !expected.Contains(n))
             .ToList();
 
         if (mismatched.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
         {
-            var declared = slots.GroupBy(s => prefix + s.Name).ToDictionary(g => g.Key, g => g.First().Slot);
+            var declared = slots.GroupBy(s => Key(s.Name)).ToDictionary(g => g.Key, g => g.First().Slot);
             throw new StateDictMismatchException(Message(module, source, missing, unexpected, mismatched, strict, declared),
                 missing, unexpected, mismatched);
         }

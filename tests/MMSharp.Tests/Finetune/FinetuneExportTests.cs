@@ -68,20 +68,4 @@ public sealed class FinetuneExportTests(ITestOutputHelper output)
         output.WriteLine($"lora={lora}: exported vs in-memory logits rel err {e:E2}");
         Assert.True(e <= 1e-5, $"rel err {e}");
     }
-
-    [Fact]
-    public void Export_RefusesUnmergedLora()
-    {
-        using var outDir = new IO.TempDir();
-        var spec = new FinetuneModelSpec(InternVLFixtures.Dir("vit300m"), LoraLlm: 2, LoraDropout: 0f);
-        using var model = spec.Build();
-        using var ids = InternVLFixtures.Ref("vit300m", "input_ids");
-        using var batch = new InternVLBatch { InputIds = ids.Alias(), Labels = ids.Alias() };
-        model.Freeze("language_model.model");
-        new Trainer<InternVLBatch>(new InternVLTrainable(model, LossReduction.Token), new ListBatchSource<InternVLBatch>([batch], 1),
-            new TrainerOptions { OutputDirectory = outDir.Path, MaxSteps = 1, ShowProgress = false, TensorBoard = false }, runConfig: spec.ToJson()) { Log = TextWriter.Null }.Run();
-        using var hf = new IO.TempDir();
-        var ex = Assert.Throws<InvalidOperationException>(() => InternVLExport.Export(Path.Combine(outDir.Path, "iter_0000001"), hf.Path, false, DType.F32));
-        Assert.Contains("--merge-lora", ex.Message);
-    }
 }

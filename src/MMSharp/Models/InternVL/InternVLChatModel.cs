@@ -86,7 +86,7 @@ public sealed class InternVLChatModel : Module
         set { _tap = value; VisionModel.Tap = value; }
     }
 
-    /// <summary>A model with declared parameters only (no memory) in <paramref name="dtype"/>; load with <see cref="Module.LoadStateDict(ICheckpointReader, bool, DTypePolicy, string)"/>.</summary>
+    /// <summary>A model with declared parameters only (no memory) in <paramref name="dtype"/>; load with <see cref="Module.LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string})"/>.</summary>
     public InternVLChatModel(InternVLChatConfig config, DType? dtype = null, bool tieLmHead = false)
     {
         Config = config;
@@ -223,6 +223,9 @@ public sealed class InternVLChatModel : Module
     /// <c>language_model.lm_head.weight</c> is expected; only when the checkpoint lacks it is the head tied to the
     /// embeddings (recorded in <see cref="LoadNotes"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is taken from
     /// <paramref name="imgContextTokenId"/> or the directory's added_tokens.json / tokenizer.json / tokenizer_config.json.
+    /// A directory saved with unmerged LoRA (<c>use_llm_lora</c> / <c>use_backbone_lora</c> = r &gt; 0 in config.json, PEFT key
+    /// names, see <see cref="InternVLPeftLayout"/>) is wrapped like the official code does (LoRA rank r, alpha 2r, dropout
+    /// 0.05 on the official targets) and loaded with errors naming the stored PEFT keys.
     /// Config fields absent from config.json take the official class defaults (listed in <see cref="LoadNotes"/>) unless
     /// <paramref name="requireAllConfigFields"/>, which makes each an error naming the field.
     /// </summary>
@@ -232,22 +235,35 @@ public sealed class InternVLChatModel : Module
         var config = InternVLChatConfig.Load(directory, requireAllConfigFields);
         using var reader = CheckpointReader.Open(directory);
         var notes = new List<string>(config.DefaultedFields);
-        const string head = "language_model.lm_head.weight";
+        // use_llm_lora / use_backbone_lora > 0: unmerged LoRA in the PEFT layout; neither head nor embeddings are adapted,
+        // so their stored keys only gain the tower's base_model.model. prefix.
+        bool llmLora = config.UseLlmLora > 0, visionLora = config.UseBackboneLora > 0;
+        string Stored(string name) => InternVLPeftLayout.ToPeft(name, new HashSet<string>(), llmLora, visionLora);
+        string head = Stored("language_model.lm_head.weight"), embed = Stored("language_model.model.embed_tokens.weight");
         bool tie = !reader.Has(head);
         if (tie)
         {
-            if (!reader.Has("language_model.model.embed_tokens.weight"))
-                notes.Add($"{head} and language_model.model.embed_tokens.weight are both missing");
+            if (!reader.Has(embed))
+                notes.Add($"{head} and {embed} are both missing");
             else
-                notes.Add($"{head} is not in {reader.Source}: lm_head is tied to language_model.model.embed_tokens.weight");
+                notes.Add($"{head} is not in {reader.Source}: lm_head is tied to {embed}");
         }
+        if (llmLora) notes.Add($"use_llm_lora {config.UseLlmLora}: language_model wrapped with LoRA r={config.UseLlmLora}, alpha={2 * config.UseLlmLora} (PEFT layout, unmerged)");
+        if (visionLora) notes.Add($"use_backbone_lora {config.UseBackboneLora}: vision_model wrapped with LoRA r={config.UseBackboneLora}, alpha={2 * config.UseBackboneLora} (PEFT layout, unmerged)");
         if (config.PsVersion == "v1") notes.Add("ps_version v1: image tokens are column-major (as the official code warns)");
         if (config.SelectLayer != -1) notes.Add($"select_layer {config.SelectLayer}: vision features come from {config.VisionLayersUsed} of {config.Vision.NumHiddenLayers} layers");
 
         var model = new InternVLChatModel(config, config.TorchDType, tieLmHead: tie);
         try
         {
-            model.LoadStateDict(reader, strict: true, dtypes);
+            if (llmLora || visionLora)
+            {
+                // as the official __init__: wrap_backbone_lora / wrap_llm_lora with lora_alpha = 2r, then load over the adapters
+                InternVLPeftLayout.Wrap(model, config.UseLlmLora, config.UseBackboneLora);
+                model.LoadStateDict(reader, strict: true, dtypes, storedName: InternVLPeftLayout.StoredName(model, llmLora, visionLora));
+            }
+            else
+                model.LoadStateDict(reader, strict: true, dtypes);
             model.ImgContextTokenId = imgContextTokenId ?? FindAddedTokenId(directory, "<IMG_CONTEXT>");
             if (model.ImgContextTokenId is int id && (id < 0 || id >= config.Llm.VocabSize))
                 throw new ModelConfigException($"{directory}: <IMG_CONTEXT> id {id} is outside the vocabulary [0, {config.Llm.VocabSize})");

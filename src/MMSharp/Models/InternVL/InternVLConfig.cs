@@ -106,6 +106,16 @@ public sealed record InternVLChatConfig(
     /// </summary>
     public IReadOnlyList<string> DefaultedFields { get; init; } = [];
 
+    /// <summary>
+    /// <c>use_llm_lora</c>: the LoRA rank r the official training wrapped <c>language_model</c> with (0 = none). When r &gt; 0
+    /// the official <c>InternVLChatModel.__init__</c> re-wraps with <c>wrap_llm_lora(r, lora_alpha=2r)</c> (dropout 0.05)
+    /// and the weights are in the PEFT layout (<see cref="InternVLPeftLayout"/>).
+    /// </summary>
+    public int UseLlmLora { get; init; }
+
+    /// <summary><c>use_backbone_lora</c>: the same for <c>vision_model</c> (<c>wrap_backbone_lora(r, lora_alpha=2r)</c>).</summary>
+    public int UseBackboneLora { get; init; }
+
     /// <summary>Input tile size: force_image_size, or the ViT's image_size when null.</summary>
     public int ImageSize => ForceImageSize ?? Vision.ImageSize;
 
@@ -188,8 +198,20 @@ public sealed record InternVLChatConfig(
                 root.IntOr("min_dynamic_patch", 1),
                 root.IntOr("max_dynamic_patch", 6),
                 root.StringOrNull("system_message"),
-                dtype, source) { DefaultedFields = defaulted };
+                dtype, source)
+            {
+                DefaultedFields = defaulted,
+                UseLlmLora = NonNegative(root, "use_llm_lora"),
+                UseBackboneLora = NonNegative(root, "use_backbone_lora"),
+            };
         }
+    }
+
+    static int NonNegative(Fields root, string field)
+    {
+        int r = root.IntOr(field, 0);   // class default 0 = no adapter; not listed as defaulted (plain checkpoints omit nothing we need)
+        if (r < 0) throw root.Error(field, $"is {r}; a LoRA rank must be 0 (none) or positive");
+        return r;
     }
 
     static InternVisionConfig ParseVision(Fields v)

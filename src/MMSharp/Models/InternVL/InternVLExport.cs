@@ -51,7 +51,10 @@ public static class InternVLExport
     /// checkpoint's tensors over it, optionally merges the adapters, and writes <paramref name="outDir"/>: config.json
     /// (the base config with <c>torch_dtype</c> updated), <c>model-0000k-of-0000n.safetensors</c> + index (or one
     /// model.safetensors when it fits one shard), the base directory's tokenizer files and generation_config.json.
-    /// An unmerged LoRA model cannot be written in HF layout: pass <paramref name="mergeLora"/>.
+    /// With LoRA adapters and <paramref name="mergeLora"/> they are folded into the base weights (plain HF names,
+    /// <c>use_*_lora = 0</c>); without it they are written unmerged in the layout the official InternVL training saves
+    /// (<see cref="InternVLPeftLayout"/>: <c>use_llm_lora</c> / <c>use_backbone_lora</c> = r, PEFT key names), which
+    /// <see cref="InternVLChatModel.FromPretrained"/> and the official code load by re-wrapping with alpha 2r.
     /// </summary>
     /// <returns>The files written.</returns>
     public static IReadOnlyList<string> Export(string checkpointDir, string outDir, bool mergeLora, DType dtype,
@@ -64,10 +67,18 @@ public static class InternVLExport
         log?.WriteLine($"export: {loaded} tensors from {modelPath} over base {spec.Model}");
         if (LoraLinear.HasAdapters(model))
         {
-            if (!mergeLora)
-                throw new InvalidOperationException("export: the checkpoint has LoRA adapters; pass --merge-lora to fold them into the base weights (the unmerged PEFT layout is not written)");
-            int n = LoraLinear.Merge(model);
-            log?.WriteLine($"export: merged {n} LoRA adapters");
+            if (mergeLora)
+            {
+                int n = LoraLinear.Merge(model);
+                log?.WriteLine($"export: merged {n} LoRA adapters");
+            }
+            else
+            {
+                var (rl, rv) = InternVLPeftLayout.Ranks(model);
+                log?.WriteLine($"export: LoRA adapters kept unmerged in the PEFT layout (use_llm_lora {rl}, use_backbone_lora {rv})");
+                if (spec.LoraAlpha is float a && ((rl > 0 && a != 2f * rl) || (rv > 0 && a != 2f * rv)))
+                    log?.WriteLine($"export: trained with lora_alpha {a}; the official loader uses alpha 2r, so lora_B is written scaled by alpha/(2r) (same logits)");
+            }
         }
         return WriteHfDirectory(model, spec.Model, outDir, dtype, maxShardBytes);
     }
@@ -105,23 +116,40 @@ public static class InternVLExport
         return n;
     }
 
-    /// <summary>Writes <paramref name="model"/> (which must have plain HF names) as an HF directory next to the base's config and tokenizer.</summary>
+    /// <summary>
+    /// Writes <paramref name="model"/> as an HF directory next to the base's config and tokenizer: plain HF names, or,
+    /// when it carries LoRA adapters, the official PEFT layout (<see cref="InternVLPeftLayout"/>; lora_B scaled by
+    /// <see cref="InternVLPeftLayout.ExportScaleOfB"/> when alpha ≠ 2r).
+    /// </summary>
     public static IReadOnlyList<string> WriteHfDirectory(InternVLChatModel model, string baseDir, string outDir, DType dtype, long maxShardBytes)
     {
-        if (LoraLinear.HasAdapters(model)) throw new InvalidOperationException("export: merge the LoRA adapters first");
+        var (llmRank, visionRank) = InternVLPeftLayout.Ranks(model);   // (0, 0) without adapters; throws for layouts PEFT cannot hold
+        var storedName = InternVLPeftLayout.StoredName(model, llmRank > 0, visionRank > 0);
+        var scaleOfB = new Dictionary<string, float>(StringComparer.Ordinal);
+        foreach (var (name, m) in model.NamedModules())
+            if (m is Linear { Lora: { } lora } && InternVLPeftLayout.ExportScaleOfB(lora) is var f && f != 1f)
+                scaleOfB[name + ".lora_B.weight"] = f;
         Directory.CreateDirectory(outDir);
         var tensors = new List<KeyValuePair<string, Tensor>>();
         try
         {
             using (GradMode.NoGrad())
                 foreach (var (name, t) in model.StateDict())
-                    tensors.Add(new(name, Ops.Clone(t, dtype)));
+                {
+                    if (scaleOfB.TryGetValue(name, out float f))
+                    {
+                        using var b = Ops.Contiguous(t, DType.F32);
+                        using var scaled = Ops.Mul(b, f);
+                        tensors.Add(new(storedName(name), Ops.Clone(scaled, dtype)));
+                    }
+                    else tensors.Add(new(storedName(name), Ops.Clone(t, dtype)));
+                }
             var files = SafeTensorsWriter.WriteSharded(outDir, tensors, maxShardBytes, new Dictionary<string, string> { ["format"] = "pt" }).ToList();
 
             var config = JsonNode.Parse(File.ReadAllText(Path.Combine(baseDir, "config.json")))!.AsObject();
             config["torch_dtype"] = dtype == DType.BF16 ? "bfloat16" : "float32";
-            config["use_llm_lora"] = 0;
-            config["use_backbone_lora"] = 0;
+            config["use_llm_lora"] = llmRank;
+            config["use_backbone_lora"] = visionRank;
             string cfgPath = Path.Combine(outDir, "config.json");
             File.WriteAllText(cfgPath, config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             files.Add(cfgPath);

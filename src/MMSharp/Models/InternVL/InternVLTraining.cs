@@ -143,13 +143,33 @@ public static class InternVLTraining
     static System.Text.RegularExpressions.Regex BaseOf(string prefix) =>
         new($@"^{prefix}\.(?!.*\.lora_[AB]\.)", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
-    /// <summary><c>--lora-llm R</c> / <c>--lora-vision R</c> on the official target modules (0 = none).</summary>
+    /// <summary>
+    /// <c>--lora-llm R</c> / <c>--lora-vision R</c> on the official target modules (0 = none). A model loaded from an unmerged
+    /// LoRA directory (<c>use_llm_lora</c> / <c>use_backbone_lora</c> in its config.json) already carries adapters: they
+    /// keep training when the requested rank and alpha equal theirs (or the rank is 0); any other rank or alpha is an
+    /// error, since stacking a second adapter on a layer is not supported.
+    /// </summary>
     public static void ApplyLora(InternVLChatModel model, int llmRank, int visionRank, float? alpha, float dropout, ulong seed)
     {
-        if (llmRank > 0)
+        if (llmRank > 0 && !KeepLoaded(model, "language_model", "--lora-llm", llmRank, alpha ?? 2f * llmRank, dropout))
             LoraLinear.Apply(model, "language_model", LoraLinear.LlmTargets, llmRank, alpha ?? 2f * llmRank, dropout, seed);
-        if (visionRank > 0)
+        if (visionRank > 0 && !KeepLoaded(model, "vision_model", "--lora-vision", visionRank, alpha ?? 2f * visionRank, dropout))
             LoraLinear.Apply(model, "vision_model", LoraLinear.VisionTargets, visionRank, alpha ?? 2f * visionRank, dropout, seed + 1);
+    }
+
+    /// <summary>True when the tower already carries adapters of this rank and alpha (their dropout is set); throws for others.</summary>
+    static bool KeepLoaded(InternVLChatModel model, string tower, string option, int rank, float alpha, float dropout)
+    {
+        var loaded = model.NamedModules()
+            .Where(x => x.Name.StartsWith(tower + ".", StringComparison.Ordinal) && x.Module is Linear { Lora: not null })
+            .Select(x => ((Linear)x.Module).Lora!).ToList();
+        if (loaded.Count == 0) return false;
+        if (loaded.Any(l => l.Rank != rank || l.Alpha != alpha))
+            throw new ArgumentException($"{option} {rank} (lora_alpha {alpha}): the model's {tower} already carries LoRA adapters of rank {loaded[0].Rank}, " +
+                $"alpha {loaded[0].Alpha} (from use_*_lora in its config.json); pass {option} {loaded[0].Rank} with alpha {loaded[0].Alpha} (or {option} 0) " +
+                "to continue training them, or export the model with --merge-lora first to start new adapters");
+        foreach (var l in loaded) l.DropoutP = dropout;
+        return true;
     }
 
     /// <summary>Gradient checkpointing of every ViT and LLM layer (training mode only).</summary>
