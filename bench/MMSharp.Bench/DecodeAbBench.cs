@@ -23,18 +23,8 @@ static unsafe class DecodeAbBench
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
-        var c = new Qwen2Config("Qwen2ForCausalLM", 151674, 896, 4864, 24, 14, 2, 64, 32768, 1e-6, 1000000.0, null,
-            false, "silu", null, 151645);
-        using var lm = new Qwen2ForCausalLM(c, DType.BF16);
-        ulong seed = 1;
-        long weightBytes = 0;
-        foreach (var (name, p) in lm.NamedParameters())
-        {
-            using var f = name.EndsWith("norm.weight") ? Tensor.Ones(p.Shape) : Tensor.RandN(p.Shape, seed++, 0.02f);
-            p.Set(Ops.To(f, DType.BF16));
-            p.RequiresGrad = false;
-            weightBytes += name.Contains("embed_tokens") ? 2L * c.HiddenSize : p.NumEl * 2;
-        }
+        using var lm = BenchQwen2.Random(24, out var c, out long weightBytes);
+        weightBytes += 2L * c.HiddenSize;                                        // the embedding row of the token
         // --clock cpu: the phase times are the CPU time of the thread running member 0 (preemption not counted)
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
         // --b norescue: the second variant is the team step without taking over a descheduled member's chunks

@@ -24,19 +24,8 @@ static class DecodeProfile
     {
         int prompt = opts.Ints("prompt", [256])[0], steps = opts.Ints("steps", [64])[0];
         int layers = opts.Ints("layers", [24])[0];
-        var c = new Qwen2Config("Qwen2ForCausalLM", 151674, 896, 4864, layers, 14, 2, 64, 32768, 1e-6, 1000000.0, null,
-            false, "silu", null, 151645);
-        using var lm = new Qwen2ForCausalLM(c, DType.BF16);
-        ulong seed = 1;
-        long weightBytes = 0;
-        foreach (var (name, p) in lm.NamedParameters())
-        {
-            using var f = name.EndsWith("norm.weight") ? Tensor.Ones(p.Shape) : Tensor.RandN(p.Shape, seed++, 0.02f);
-            p.Set(Ops.To(f, DType.BF16));
-            p.RequiresGrad = false;
-            // the embedding is read one row per token; everything else whole
-            if (!name.Contains("embed_tokens")) weightBytes += p.NumEl * 2;
-        }
+        // the embedding is read one row per token; everything else whole
+        using var lm = BenchQwen2.Random(layers, out var c, out long weightBytes);
         Console.WriteLine($"decode-profile layers={layers} prompt={prompt} steps={steps} weight_bytes_per_token={weightBytes / 1e6:F0}MB");
 
         var rng = new Random(7);
@@ -57,7 +46,8 @@ static class DecodeProfile
             double readGbs = ReadGBs(threads), gemvTps = GemvOnlyTps(lm, 5);
             Par.Threads = threads;
             using var _ = GradMode.NoGrad();
-            using var cache = KvCache.For(c, 1, prompt + steps + 1);
+            int timed = Math.Max(1, steps - 8);                                  // after 8 warm-up steps
+            using var cache = KvCache.For(c, 1, prompt + 8 + timed + 1);
             var sw = Stopwatch.StartNew();
             using (var ids = Tensor.FromArray(promptIds, 1, prompt))
             using (var emb = lm.Model.EmbedTokens.Forward(ids))
@@ -72,7 +62,7 @@ static class DecodeProfile
             long fresh = Interlocked.Read(ref BufferPool.FreshAllocations);
             Profiler.Reset();
             Profiler.Enabled = true;
-            var times = new double[Math.Max(1, steps - 8)];
+            var times = new double[timed];
             sw.Restart();
             for (int i = 0; i < times.Length; i++)
             {

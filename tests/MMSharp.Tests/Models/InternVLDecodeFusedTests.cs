@@ -33,17 +33,7 @@ public sealed class InternVLDecodeFusedTests
             foreach (bool fused in new[] { true, false })
             {
                 Linear.FusedInference = fused;
-                using var cache = model.NewCache(1, ids.Shape[1] + 8);
-                var logits = new List<float>();
-                using (var l = model.Prefill(ids, pixels, cache)) logits.AddRange(l.ToFloatArray());
-                using var tok = Tensor.Empty([1], DType.I64);
-                for (int i = 0; i < 6; i++)
-                {
-                    tok.SetFlat(0, 17 + 31 * i);
-                    using var l = model.DecodeStep(tok, cache);
-                    logits.AddRange(l.ToFloatArray());
-                }
-                runs.Add([.. logits]);
+                runs.Add(DecodeLogits.PrefillAndSixSteps(model, ids, pixels));
             }
             Assert.Equal(runs[1], runs[0]);
         }

@@ -30,17 +30,7 @@ public sealed class Qwen2TeamDecodeTests
             foreach (bool team in new[] { true, false })
             {
                 Qwen2ForCausalLM.TeamDecode = team;
-                using var cache = model.NewCache(1, ids.Shape[1] + 8);
-                var logits = new List<float>();
-                using (var l = model.Prefill(ids, pixels, cache)) logits.AddRange(l.ToFloatArray());
-                using var tok = Tensor.Empty([1], DType.I64);
-                for (int i = 0; i < 6; i++)
-                {
-                    tok.SetFlat(0, 17 + 31 * i);
-                    using var l = model.DecodeStep(tok, cache);
-                    logits.AddRange(l.ToFloatArray());
-                }
-                runs.Add([.. logits]);
+                runs.Add(DecodeLogits.PrefillAndSixSteps(model, ids, pixels));
             }
             Assert.Equal(Gemm.ActivePath == Gemm.Path.Avx512 ? 6 : 0, Interlocked.Read(ref Qwen2TeamDecode.StepsRun) - before);
             Assert.Equal(runs[1], runs[0]);

@@ -100,7 +100,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
         s[0] = long.MaxValue / 2; s[1] = 0; s[2] = chunks; s[3] = at;
         for (int m = 0; m < Members; m++)
         {
-            s[(m + 1) * Line] = Pack(chunks * m / Members, chunks * (m + 1) / Members);
+            s[(m + 1) * Line] = WorkShare.Pack(chunks * m / Members, chunks * (m + 1) / Members);
             s[(m + 1) * Line + 1] = 0;
         }
         return true;
@@ -118,10 +118,10 @@ internal sealed unsafe class DecodeTeam : IDisposable
             long i = Interlocked.Increment(ref s[0]) - 1;
             return i < total ? i : -1;
         }
-        long c = ClaimFront(s + (member + 1) * Line);
+        long c = WorkShare.ClaimFront(s + (member + 1) * Line);
         if (c >= 0) return c;
         for (int o = 1; o < Members; o++)
-            if ((c = ClaimBack(s + ((member + o) % Members + 1) * Line)) >= 0) return c;
+            if ((c = WorkShare.ClaimBack(s + ((member + o) % Members + 1) * Line)) >= 0) return c;
         return -1;
     }
 
@@ -154,30 +154,6 @@ internal sealed unsafe class DecodeTeam : IDisposable
         for (long c = from; c < s[2]; c++)
             if (Volatile.Read(ref f[c]) == 0) return c;
         return -1;
-    }
-
-    static long Pack(long front, long back) => front | back << 32;
-
-    static long ClaimFront(long* st)
-    {
-        while (true)
-        {
-            long v = Volatile.Read(ref *st);
-            long f = v & 0xFFFFFFFF, b = v >> 32;
-            if (f >= b) return -1;
-            if (Interlocked.CompareExchange(ref *st, Pack(f + 1, b), v) == v) return f;
-        }
-    }
-
-    static long ClaimBack(long* st)
-    {
-        while (true)
-        {
-            long v = Volatile.Read(ref *st);
-            long f = v & 0xFFFFFFFF, b = v >> 32;
-            if (f >= b) return -1;
-            if (Interlocked.CompareExchange(ref *st, Pack(f, b - 1), v) == v) return b - 1;
-        }
     }
 
     /// <summary>Rows of one chunk of a GEMV phase: ~64 KiB of weights, a multiple of 8 rows (as <see cref="GemvMulti"/>).</summary>

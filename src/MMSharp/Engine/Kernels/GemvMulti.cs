@@ -71,43 +71,19 @@ internal static unsafe class GemvMulti
         // one [front, back) chunk range per share, packed in a long, each on its own cache line
         long* state = stackalloc long[shares * 8 + 8];
         state = (long*)(((nint)state + 63) & ~(nint)63);
-        for (int s = 0; s < shares; s++) state[s * 8] = Pack((long)chunks * s / shares, (long)chunks * (s + 1) / shares);
+        for (int s = 0; s < shares; s++) state[s * 8] = WorkShare.Pack((long)chunks * s / shares, (long)chunks * (s + 1) / shares);
         nint stp = (nint)state;
         Par.For(shares, s =>
         {
             long* st = (long*)stp;
             long c;
-            while ((c = ClaimFront(st + s * 8)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows);
+            while ((c = WorkShare.ClaimFront(st + s * 8)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows);
             for (int o = 1; o < shares; o++)
             {
                 long* other = st + (s + o) % shares * 8;
-                while ((c = ClaimBack(other)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows);
+                while ((c = WorkShare.ClaimBack(other)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows);
             }
         });
-    }
-
-    static long Pack(long front, long back) => front | back << 32;
-
-    static long ClaimFront(long* st)
-    {
-        while (true)
-        {
-            long v = Volatile.Read(ref *st);
-            long f = v & 0xFFFFFFFF, b = v >> 32;
-            if (f >= b) return -1;
-            if (Interlocked.CompareExchange(ref *st, Pack(f + 1, b), v) == v) return f;
-        }
-    }
-
-    static long ClaimBack(long* st)
-    {
-        while (true)
-        {
-            long v = Volatile.Read(ref *st);
-            long f = v & 0xFFFFFFFF, b = v >> 32;
-            if (f >= b) return -1;
-            if (Interlocked.CompareExchange(ref *st, Pack(f, b - 1), v) == v) return b - 1;
-        }
     }
 
     static void Chunk<TE>(int k, float* x, GemvSegment* segs, int count, long c, int chunkRows, long rows) where TE : unmanaged, IGemmElem =>
