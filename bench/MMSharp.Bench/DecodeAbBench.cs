@@ -48,7 +48,7 @@ static unsafe class DecodeAbBench
             {
                 Qwen2ForCausalLM.TeamDecode = team || spinB;
                 DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
-                DecodeTeam.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
+                GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
@@ -65,7 +65,7 @@ static unsafe class DecodeAbBench
                 {
                     Qwen2ForCausalLM.TeamDecode = team || spinB;
                     DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
-                    DecodeTeam.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
+                    GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
                     Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
@@ -80,7 +80,7 @@ static unsafe class DecodeAbBench
             }
             Qwen2ForCausalLM.TeamDecode = true;
             DecodeTeam.RescueAfterMicroseconds = 30;
-            DecodeTeam.ChunkBytes = 1L << 16;
+            GemvMulti.ChunkBytes = 1L << 16;
             // the team step's time per phase kind (member 0's view), ms per token and weight GB/s of the GEMV kinds
             long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
             long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0, 0];

@@ -3,19 +3,6 @@ using System.Runtime.InteropServices;
 
 namespace MMSharp.Engine.Kernels;
 
-/// <summary>One weight of a <see cref="DecodeTeam"/> GEMV phase: rows of W[Rows, k] against the phase's input vector.</summary>
-internal unsafe struct TeamGemvSegment
-{
-    /// <summary>W[Rows, k] (fp32 or bf16 words), rows Ldw elements apart, unit stride along k.</summary>
-    public void* W;
-    public long Ldw;
-    public int Rows;
-    /// <summary>fp32 [Rows] or null: out[j] = dot + Bias[j].</summary>
-    public float* Bias;
-    /// <summary>fp32 [Rows].</summary>
-    public float* Out;
-}
-
 /// <summary>
 /// Shared state of one decode step run by a team of threads (one <see cref="Par.For"/> over the members for the whole
 /// step instead of one fork/join per op). The step is a fixed sequence of phases; each phase is a set of work items
@@ -154,45 +141,6 @@ internal sealed unsafe class DecodeTeam : IDisposable
         for (long c = from; c < s[2]; c++)
             if (Volatile.Read(ref f[c]) == 0) return c;
         return -1;
-    }
-
-    /// <summary>Rows of one chunk of a GEMV phase: ~64 KiB of weights, a multiple of 8 rows (as <see cref="GemvMulti"/>).</summary>
-    public static int ChunkRows(int k, int elemBytes) => (int)Math.Max(8, ChunkBytes / ((long)k * elemBytes) / 8 * 8);
-
-    /// <summary>Weight bytes per chunk (benchmarks compare other sizes; results do not depend on it).</summary>
-    internal static long ChunkBytes = 1L << 16;
-
-    /// <summary>Chunk <paramref name="c"/> (rows [c·chunkRows, (c+1)·chunkRows) of the concatenated rows of segs[0..count)) against x[0..k).</summary>
-    public static void GemvChunk<TE>(int k, float* x, TeamGemvSegment* segs, int count, long rows, int chunkRows, long c)
-        where TE : unmanaged, IGemmElem =>
-        Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows));
-
-    /// <summary>Global rows [r0, r1) of the concatenated segments.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Range<TE>(int k, float* x, TeamGemvSegment* segs, int count, long r0, long r1) where TE : unmanaged, IGemmElem
-    {
-        long start = 0;
-        for (int s = 0; s < count && start < r1; s++)
-        {
-            ref var g = ref segs[s];
-            long end = start + g.Rows;
-            long j0 = Math.Max(r0, start) - start, j1 = Math.Min(r1, end) - start;
-            if (j0 < j1) Rows<TE>(k, x, ref g, (int)j0, (int)j1);
-            start = end;
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Rows<TE>(int k, float* x, ref TeamGemvSegment g, int j0, int j1) where TE : unmanaged, IGemmElem
-    {
-        void* w = g.W;
-        long ldw = g.Ldw;
-        float* y = g.Out, bias = g.Bias;
-        // the same float operations as Linear: the bias first, the products added to it (v + bias)
-        if (bias != null)
-            for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw)) + bias[j];
-        else
-            for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw));
     }
 
     public void Dispose()

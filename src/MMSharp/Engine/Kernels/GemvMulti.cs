@@ -64,7 +64,7 @@ internal static unsafe class GemvMulti
         }
 
         // chunks of ~64 KiB of weights (a multiple of 8 rows), split into one share of consecutive chunks per thread
-        int chunkRows = (int)Math.Max(8, (1L << 16) / ((long)k * TE.Bytes) / 8 * 8);
+        int chunkRows = ChunkRows(k, TE.Bytes);
         int chunks = (int)((rows + chunkRows - 1) / chunkRows);
         int shares = Math.Min(Par.Threads, chunks / 2);
         if (shares <= 1) { Range<TE>(k, x, segs, count, 0, rows); return; }
@@ -86,7 +86,14 @@ internal static unsafe class GemvMulti
         });
     }
 
-    static void Chunk<TE>(int k, float* x, GemvSegment* segs, int count, long c, int chunkRows, long rows) where TE : unmanaged, IGemmElem =>
+    /// <summary>Rows of one chunk: ~<see cref="ChunkBytes"/> of weights, a multiple of 8 rows.</summary>
+    internal static int ChunkRows(int k, int elemBytes) => (int)Math.Max(8, ChunkBytes / ((long)k * elemBytes) / 8 * 8);
+
+    /// <summary>Weight bytes per chunk (benchmarks compare other sizes; results do not depend on it).</summary>
+    internal static long ChunkBytes = 1L << 16;
+
+    /// <summary>Chunk <paramref name="c"/>: rows [c·chunkRows, (c+1)·chunkRows) of the concatenated rows of segs[0..count), against x[0..k).</summary>
+    internal static void Chunk<TE>(int k, float* x, GemvSegment* segs, int count, long c, int chunkRows, long rows) where TE : unmanaged, IGemmElem =>
         Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows));
 
     /// <summary>Global rows [r0, r1) of the concatenated segments.</summary>

@@ -34,7 +34,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     // fp32 scratch: residual stream, per-member normed input and activation, q/k/v, attention output, gate/up,
     // per-layer norm weights and biases in fp32
     readonly float[] _buf;
-    readonly TeamGemvSegment[] _segs;
+    readonly GemvSegment[] _segs;
     readonly bool _bf16;
 
     /// <summary>Whether the team path may run this step: one token of one sequence on a cache, no autograd, weights as
@@ -80,7 +80,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         int L = _c.NumHiddenLayers;
         _team = new DecodeTeam(L * PhasesPerLayer + 1, members);
         _buf = GC.AllocateUninitializedArray<float>(checked((int)BufFloats()), pinned: true);
-        _segs = GC.AllocateUninitializedArray<TeamGemvSegment>(L * 7 + 1, pinned: true);
+        _segs = GC.AllocateUninitializedArray<GemvSegment>(L * 7 + 1, pinned: true);
         _bf16 = lm.LmHead.Weight.DType == DType.BF16;
     }
 
@@ -150,7 +150,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         int P = cache.Length;
         int hd = _c.HeadDim, nKV = _c.NumKeyValueHeads;
         fixed (float* bufp = _buf)
-        fixed (TeamGemvSegment* segs = _segs)
+        fixed (GemvSegment* segs = _segs)
         {
             float* buf = bufp;
             // fp32 copies of the norm weights and biases (exact conversions, as the ops make them per call)
@@ -175,7 +175,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 var a = layer.SelfAttn;
                 var m = layer.Mlp;
                 float* b = buf + OffBias + l * Up(Qkv), qkv = buf + OffQkv(l), gu = buf + OffGu(l);
-                TeamGemvSegment* s = segs + l * 7;
+                GemvSegment* s = segs + l * 7;
                 s[0] = Seg(a.QProj, qkv, a.QProj.Bias != null ? b : null);
                 s[1] = Seg(a.KProj, qkv + QDim, a.KProj.Bias != null ? b + QDim : null);
                 s[2] = Seg(a.VProj, qkv + QDim + nKV * hd, a.VProj.Bias != null ? b + QDim + nKV * hd : null);
@@ -210,7 +210,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     sealed class StepContext
     {
         public float* Buf, Embed, Cos, Sin;
-        public TeamGemvSegment* Segs;
+        public GemvSegment* Segs;
         public int Rd, P;
         public KvCache Cache = null!;
     }
@@ -228,12 +228,12 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         return _team.InitShares(L * PhasesPerLayer, Chunks(_lm.LmHead.OutFeatures, C));
     }
 
-    long Chunks(int rows, int k) { int cr = DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4); return (rows + cr - 1) / cr; }
+    long Chunks(int rows, int k) { int cr = GemvMulti.ChunkRows(k, _bf16 ? 2 : 4); return (rows + cr - 1) / cr; }
 
-    static TeamGemvSegment Seg(Linear l, float* output, float* bias)
+    static GemvSegment Seg(Linear l, float* output, float* bias)
     {
         var w = l.Weight.Data;
-        return new TeamGemvSegment { W = w.DataPtr, Ldw = w.Strides[0], Rows = l.OutFeatures, Bias = bias, Out = output };
+        return new GemvSegment { W = w.DataPtr, Ldw = w.Strides[0], Rows = l.OutFeatures, Bias = bias, Out = output };
     }
 
     /// <summary>A vector parameter [n] converted to fp32 (exact, as Ops.Contiguous(t, F32) converts it), without a tensor.</summary>
@@ -303,7 +303,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     void RunWhole(int p, StepContext ctx, float* x, float* qRot)
     {
         int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
-        TeamGemvSegment* segs = ctx.Segs + l * 7;
+        GemvSegment* segs = ctx.Segs + l * 7;
         if (l == L) { Gemv(C, x, segs, 1, _lm.LmHead.OutFeatures, -1); return; }
         switch (kind)
         {
@@ -326,7 +326,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     void RunChunk(int p, long c, StepContext ctx, float* x, float* qRot)
     {
         int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
-        TeamGemvSegment* segs = ctx.Segs + l * 7;
+        GemvSegment* segs = ctx.Segs + l * 7;
         if (l == L) { Gemv(C, x, segs, 1, _lm.LmHead.OutFeatures, c); return; }
         switch (kind)
         {
@@ -342,12 +342,12 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     /// <summary>Chunk <paramref name="c"/> of a GEMV phase's rows, or all rows for c = −1.</summary>
-    void Gemv(int k, float* x, TeamGemvSegment* segs, int count, long rows, long c)
+    void Gemv(int k, float* x, GemvSegment* segs, int count, long rows, long c)
     {
-        int cr = c < 0 ? (int)rows : DecodeTeam.ChunkRows(k, _bf16 ? 2 : 4);
+        int cr = c < 0 ? (int)rows : GemvMulti.ChunkRows(k, _bf16 ? 2 : 4);
         if (c < 0) c = 0;
-        if (_bf16) DecodeTeam.GemvChunk<BF16Elem>(k, x, segs, count, rows, cr, c);
-        else DecodeTeam.GemvChunk<F32Elem>(k, x, segs, count, rows, cr, c);
+        if (_bf16) GemvMulti.Chunk<BF16Elem>(k, x, segs, count, c, cr, rows);
+        else GemvMulti.Chunk<F32Elem>(k, x, segs, count, c, cr, rows);
     }
 
     /// <summary>h = h + y (<see cref="Ops.Add(Tensor, Tensor)"/>'s float operation; lanes add exactly as scalars).</summary>
