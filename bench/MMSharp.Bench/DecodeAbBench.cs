@@ -18,8 +18,8 @@ namespace MMSharp.Bench;
 static unsafe class DecodeAbBench
 {
     /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time)
-    /// --b op|norescue|chunk32|chunk128 (the second variant: the op-by-op step, the team step that never runs another
-    /// member's chunk, or the team step with 32 / 128 KiB chunks).</summary>
+    /// --b op|norescue|chunk32|chunk128|nopf (the second variant: the op-by-op step, the team step that never runs another
+    /// member's chunk, the team step with 32 / 128 KiB chunks, or the team step without the GEMV's prefetch).</summary>
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
@@ -29,7 +29,8 @@ static unsafe class DecodeAbBench
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
         // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
         // (instead of the op-by-op step)
-        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128";
+        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "nopf";
+        int pfB = opts.Get("b") == "nopf" ? 0 : GemmSmallM.PrefetchBytes, pfA = GemmSmallM.PrefetchBytes;
         long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, _ => 1L << 16 };
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
@@ -49,6 +50,7 @@ static unsafe class DecodeAbBench
                 Qwen2ForCausalLM.TeamDecode = team || spinB;
                 DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
                 GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
+                GemmSmallM.PrefetchBytes = team ? pfA : pfB;
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
@@ -66,6 +68,7 @@ static unsafe class DecodeAbBench
                     Qwen2ForCausalLM.TeamDecode = team || spinB;
                     DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
                     GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
+                    GemmSmallM.PrefetchBytes = team ? pfA : pfB;
                     Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
@@ -74,25 +77,15 @@ static unsafe class DecodeAbBench
                     if (team) on = tps; else off = tps;
                 }
                 long kvBytes = 2L * c.NumHiddenLayers * c.NumKeyValueHeads * cache.Length * c.HeadDim * sizeof(float);
-                double bound = CopyGBsQuick(threads) * 1e9 / (weightBytes + kvBytes);
+                double bound = BandwidthBench.CopyGBsQuick(threads) * 1e9 / (weightBytes + kvBytes);
                 onTps.Add(on); offTps.Add(off); bounds.Add(bound);
                 onShare.Add(on / bound); offShare.Add(off / bound);
             }
             Qwen2ForCausalLM.TeamDecode = true;
             DecodeTeam.RescueAfterMicroseconds = 30;
             GemvMulti.ChunkBytes = 1L << 16;
-            // the team step's time per phase kind (member 0's view), ms per token and weight GB/s of the GEMV kinds
-            long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
-            long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0, 0];
-            string[] kindNames = ["qkv", "attention", "o", "gate_up", "down", "head", "outside", "(of which waiting)"];
-            int tokens = rounds * block;
-            double teamMs = Qwen2TeamDecode.PhaseSeconds.Take(7).Sum() * 1e3 / tokens;
-            Console.WriteLine($"  team phases, ms/token (weight GB/s), total {teamMs:F2}: " + string.Join(" ", kindNames.Select((n, i) =>
-            {
-                double sec = Qwen2TeamDecode.PhaseSeconds[i] / tokens;
-                return string.Create(CultureInfo.InvariantCulture, $"{n}={sec * 1e3:F2}") + (kindBytes[i] > 0 ? string.Create(CultureInfo.InvariantCulture, $"({kindBytes[i] / sec / 1e9:F1})") : "");
-            })));
-            Array.Clear(Qwen2TeamDecode.PhaseSeconds);
+            GemmSmallM.PrefetchBytes = pfA;
+            Console.WriteLine(PhaseReport(c, rounds * block));
             Console.WriteLine($"  chunks run by a member that did not claim them: {Interlocked.Exchange(ref Qwen2TeamDecode.ChunksRescued, 0)}");
             double M(List<double> xs) => BandwidthBench.Median([.. xs]);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -104,36 +97,27 @@ static unsafe class DecodeAbBench
         }
     }
 
+    /// <summary>The team step's time per phase kind (member 0's view) booked over <paramref name="tokens"/> steps, ms per
+    /// token and weight GB/s of the GEMV kinds; clears the booked times.</summary>
+    internal static string PhaseReport(Qwen2Config c, int tokens)
+    {
+        long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
+        long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0, 0];
+        string[] kindNames = ["qkv", "attention", "o", "gate_up", "down", "head", "outside", "(of which waiting)"];
+        double teamMs = Qwen2TeamDecode.PhaseSeconds.Take(7).Sum() * 1e3 / tokens;
+        string report = $"  team phases, ms/token (weight GB/s), total {teamMs:F2}: " + string.Join(" ", kindNames.Select((n, i) =>
+        {
+            double sec = Qwen2TeamDecode.PhaseSeconds[i] / tokens;
+            return string.Create(CultureInfo.InvariantCulture, $"{n}={sec * 1e3:F2}") + (kindBytes[i] > 0 ? string.Create(CultureInfo.InvariantCulture, $"({kindBytes[i] / sec / 1e9:F1})") : "");
+        }));
+        Array.Clear(Qwen2TeamDecode.PhaseSeconds);
+        return report;
+    }
+
     static void Step(Qwen2ForCausalLM lm, Tensor tok, KvCache cache)
     {
         using var scope = TensorScope.Begin();
         using var emb = lm.Model.EmbedTokens.Forward(tok);
         using var logits = lm.Forward(emb, cache, lastOnly: true);
-    }
-
-    static byte* _src, _dst;
-
-    /// <summary>Copy bandwidth as <see cref="BandwidthBench"/> measures it (read + written bytes per second), from the
-    /// median of 3 copies of 256 MiB (short enough to sit between decode blocks).</summary>
-    static double CopyGBsQuick(int threads)
-    {
-        const long bytes = 256L << 20;
-        if (_src == null)
-        {
-            _src = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
-            _dst = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
-            new Span<byte>(_src, (int)bytes).Fill(1);
-            new Span<byte>(_dst, (int)bytes).Clear();
-        }
-        Par.Threads = threads;
-        var times = new List<double>();
-        nint s = (nint)_src, d = (nint)_dst;
-        for (int rep = 0; rep < 3; rep++)
-        {
-            long t0 = Stopwatch.GetTimestamp();
-            Par.ForChunks(bytes, 1 << 20, (a, b) => Buffer.MemoryCopy((byte*)s + a, (byte*)d + a, b - a, b - a));
-            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
-        }
-        return 2.0 * bytes / BandwidthBench.Median(times) / 1e9;
     }
 }

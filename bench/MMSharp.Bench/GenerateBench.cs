@@ -13,6 +13,10 @@ namespace MMSharp.Bench;
 /// decode_bound_tps is what memory bandwidth allows:
 /// measured copy bandwidth (bytes read + written per second, <see cref="BandwidthBench"/>) over the bytes one decoded
 /// token must read — every LLM weight except the embedding table (one row) plus the cached keys and values.
+/// The copy bandwidth of this host swings 44-74 GB/s from second to second, so it is sampled between the blocks of
+/// timed decode steps (<see cref="BandwidthBench.CopyGBsQuick"/> before the first block and after each) and the bound
+/// uses the median sample: bound and speed come from the same minute. The 1 GiB measurement taken before the model
+/// is built is printed beside it.
 /// </summary>
 static unsafe class GenerateBench
 {
@@ -41,21 +45,25 @@ static unsafe class GenerateBench
     }
     """;
 
-    const int ImgContextId = 151667, TextTokens = 60, DecodeTokens = 32;
+    const int ImgContextId = 151667, TextTokens = 60, DecodeBlock = 4;
 
-    /// <summary>Untimed decode steps before the timed ones: the first step compiles the M = 1 kernels and the
-    /// decode-only ops (tens of ms of JIT), which is not the steady-state speed the bound is compared with.</summary>
-    const int WarmupTokens = 3;
-
+    /// <summary>Options: --preset internvl3-1b --threads T --tokens 32 (timed decode steps, in blocks of 4)
+    /// --warmup 3 (untimed decode steps before them: the first step compiles the M = 1 kernels and the decode-only ops,
+    /// tens of ms of JIT, which is not the steady-state speed the bound is compared with) --team on|off
+    /// --prefetch BYTES (<see cref="GemmSmallM.PrefetchBytes"/>, 0 = none) --profile 1 (the team step's time per phase).</summary>
     public static void Run(Options opts)
     {
         string preset = opts.Get("preset") ?? "internvl3-1b";
+        int decodeTokens = opts.Ints("tokens", [32])[0], warmupTokens = opts.Ints("warmup", [3])[0];
         if (preset != "internvl3-1b") throw new ArgumentException($"generate: unknown preset '{preset}' (known: internvl3-1b)");
         int threads = opts.Ints("threads", [Par.Threads])[0];
         // --team off: the op-by-op decode step, for a side-by-side comparison with the default one-region step
         Qwen2ForCausalLM.TeamDecode = (opts.Get("team") ?? "on") != "off";
+        if (opts.Get("prefetch") is { } pf) GemmSmallM.PrefetchBytes = int.Parse(pf);
         double copyGBs = BandwidthBench.CopyGBs(threads);
         Par.Threads = threads;
+        // peak RSS from here on: the model's, not the 2 GiB of the copy above (VmHWM reset, Linux 4.0+)
+        bool hwmReset = TryResetPeakRss();
 
         var config = InternVLChatConfig.Parse(InternVL3_1B, "preset internvl3-1b");
         using var model = new InternVLChatModel(config, DType.BF16) { ImgContextTokenId = ImgContextId };
@@ -89,40 +97,75 @@ static unsafe class GenerateBench
         double prefillS = double.MaxValue;
         for (int rep = 0; rep < 2; rep++)
         {
-            using var c = model.NewCache(1, T + DecodeTokens + 1);
+            using var c = model.NewCache(1, T + decodeTokens + 1);
             var sw = Stopwatch.StartNew();
             using var l = model.Prefill(textT, null, c);
             prefillS = Math.Min(prefillS, sw.Elapsed.TotalSeconds);
         }
 
         // full chat-style generation: prefill with the image, then greedy decode steps
-        using var cache = model.NewCache(1, T + WarmupTokens + DecodeTokens + 1);
+        using var cache = model.NewCache(1, T + warmupTokens + decodeTokens + 1);
         var logits = model.Prefill(idsT, pixels, cache);
         using var step = Tensor.Empty([1], DType.I64);
-        Stopwatch? swd = null;
-        for (int i = -WarmupTokens; i < DecodeTokens; i++)
+        void Decode()
         {
-            if (i == 0) swd = Stopwatch.StartNew();
             using (var am = Ops.ArgMax(logits, -1)) step.SetFlat(0, am.GetFlatLong(0));
             logits.Dispose();
             logits = model.DecodeStep(step, cache);
         }
-        double decodeS = swd!.Elapsed.TotalSeconds;
+        for (int i = 0; i < warmupTokens; i++) Decode();
+        // the decode steps allocate nothing from here on; read before the bandwidth samples' buffers exist
+        double peakMb = hwmReset ? PeakRssMb() : Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
+        Qwen2TeamDecode.ProfilePhases = opts.Get("profile") == "1";
+        // timed blocks of DecodeBlock steps, a copy-bandwidth sample before the first and after each
+        var samples = new List<double> { BandwidthBench.CopyGBsQuick(threads) };
+        var blockTps = new List<double>();
+        double decodeS = 0;
+        for (int b = 0; b < decodeTokens / DecodeBlock; b++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < DecodeBlock; i++) Decode();
+            double s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            decodeS += s;
+            blockTps.Add(DecodeBlock / s);
+            samples.Add(BandwidthBench.CopyGBsQuick(threads));
+        }
         logits.Dispose();
+        if (Qwen2TeamDecode.ProfilePhases)
+        {
+            Qwen2TeamDecode.ProfilePhases = false;
+            Console.Error.WriteLine(DecodeAbBench.PhaseReport(config.Llm, decodeTokens));
+        }
+        double sampledGBs = BandwidthBench.Median([.. samples]);
 
         var llm = config.Llm;
         long weightBytes = model.LanguageModel.NamedParameters()
             .Where(p => p.Name != "model.embed_tokens.weight")
             .Sum(p => p.Parameter.NumEl * p.Parameter.DType.SizeOf())
             + (long)llm.HiddenSize * DType.BF16.SizeOf();                         // the one embedding row
-        long avgCached = T + WarmupTokens + DecodeTokens / 2;                   // cached positions of the average timed step
+        long avgCached = T + warmupTokens + decodeTokens / 2;                   // cached positions of the average timed step
         long kvBytes = 2L * llm.NumHiddenLayers * llm.NumKeyValueHeads * avgCached * llm.HeadDim * sizeof(float);
-        double bound = copyGBs * 1e9 / (weightBytes + kvBytes);
-        double peakMb = Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
+        double bound = sampledGBs * 1e9 / (weightBytes + kvBytes);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"generate preset={preset} tiles=1 prompt_tokens={T} prefill_tps={T / prefillS:F1} decode_tps={DecodeTokens / decodeS:F2} vision_ms_per_tile={visionMs:F0} peak_rss_mb={peakMb:F0} decode_bound_tps={bound:F2}"));
+            $"generate preset={preset} tiles=1 prompt_tokens={T} prefill_tps={T / prefillS:F1} decode_tps={decodeTokens / decodeS:F2} vision_ms_per_tile={visionMs:F0} peak_rss_mb={peakMb:F0} decode_bound_tps={bound:F2}"));
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  threads={threads} team={(Qwen2ForCausalLM.TeamDecode ? "on" : "off")} copy_gbs={copyGBs:F1} bytes_per_token={(weightBytes + kvBytes) / 1e6:F1}MB (weights {weightBytes / 1e6:F1}MB, kv {kvBytes / 1e6:F1}MB)"));
+            $"  threads={threads} team={(Qwen2ForCausalLM.TeamDecode ? "on" : "off")} copy_gbs={sampledGBs:F1} (samples {string.Join("/", samples.Select(g => g.ToString("F0", CultureInfo.InvariantCulture)))}; 1 GiB before: {copyGBs:F1}) " +
+            $"bytes_per_token={(weightBytes + kvBytes) / 1e6:F1}MB (weights {weightBytes / 1e6:F1}MB, kv {kvBytes / 1e6:F1}MB) block_tps={string.Join("/", blockTps.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))} team_steps={Qwen2TeamDecode.StepsRun}"));
+    }
+
+    static bool TryResetPeakRss()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); return PeakRssMb() > 0; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
+
+    /// <summary>VmHWM of /proc/self/status in MiB (0 when absent).</summary>
+    static double PeakRssMb()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmHWM:"))
+                return long.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024.0;
+        return 0;
     }
 
     /// <summary>Allocates every parameter in its declared dtype: matrices uniform in ±0.02·√3 (std 0.02), vectors 1 (norm

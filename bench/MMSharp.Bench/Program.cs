@@ -31,8 +31,9 @@ switch (args.FirstOrDefault())
     case "decode-ab": DecodeAbBench.Run(opts); break;
     case "gemv-rows": GemvRowsBench.Run(opts); break;
     case "decode-attention": DecodeAttentionBench.Run(opts); break;
+    case "gemv-shape": GemvShapeBench.Run(opts); break;
     default:
-        Console.Error.WriteLine("usage: mmsharp-bench gemm|bandwidth|attention|generate|decode-profile|decode-gemv|gemv-stream|gemv-pages|gemv-rows|decode-ab|decode-attention|train-layer [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T]");
+        Console.Error.WriteLine("usage: mmsharp-bench gemm|bandwidth|attention|generate|decode-profile|decode-gemv|gemv-stream|gemv-pages|gemv-rows|gemv-shape|decode-ab|decode-attention|train-layer [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T]");
         Environment.Exit(2);
         break;
 }
