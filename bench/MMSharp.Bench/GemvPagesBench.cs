@@ -37,7 +37,7 @@ static unsafe class GemvPagesBench
             // prefetch the bytes dist ahead of this row, one line per 64 bytes of the row
             byte* pf = (byte*)wj + dist;
             for (int o = 0; o < k * 2; o += 64) if (pf + o < end) System.Runtime.Intrinsics.X86.Sse.Prefetch0(pf + o);
-            y[j] = GemmSmallM.Row1<BF16Elem>(k, x, wj);
+            y[j] = GemmSmallM.Row1<BF16Elem>(k, x, wj, GemmSmallM.PrefetchBytes);
         }
     }
 

@@ -31,7 +31,7 @@ static unsafe class GemvRowsBench
                 foreach (var v in gbs.Keys)
                 {
                     long t0 = Stopwatch.GetTimestamp();
-                    if (v == "row1") for (long j = 0; j < N; j++) y[j] = GemmSmallM.Row1<BF16Elem>(K, x, w + j * K);
+                    if (v == "row1") for (long j = 0; j < N; j++) y[j] = GemmSmallM.Row1<BF16Elem>(K, x, w + j * K, 0);
                     else if (v == "row2") for (long j = 0; j < N; j += 2) Row2(K, x, w + j * K, K, y2 + j);
                     else if (v == "nta") for (long j = 0; j < N; j++) y2[j] = RowPf(K, x, w + j * K, dist, true);
                     else for (long j = 0; j < N; j++) y2[j] = RowPf(K, x, w + j * K, dist, false);

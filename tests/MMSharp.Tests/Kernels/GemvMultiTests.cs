@@ -58,7 +58,7 @@ public sealed unsafe class GemvMultiTests
                         // the reference: each output alone, as one-row dot product (the M = 1 kernel) plus the bias
                         for (int j = 0; j < rows[s]; j++)
                         {
-                            float v = bf16 ? GemmSmallM.Row1<BF16Elem>(k, x, wh + (at + j) * ldw) : GemmSmallM.Row1<F32Elem>(k, x, wf + (at + j) * ldw);
+                            float v = bf16 ? GemmSmallM.Row1<BF16Elem>(k, x, wh + (at + j) * ldw, 0) : GemmSmallM.Row1<F32Elem>(k, x, wf + (at + j) * ldw, 0);
                             want[at + j] = withBias ? v + bias[at + j] : v;
                         }
                         for (int j = 0; j < rows[s]; j++) got[at + j] = float.NaN;

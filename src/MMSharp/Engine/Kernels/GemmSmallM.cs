@@ -47,7 +47,8 @@ internal static unsafe class GemmSmallM
         {
             // decode: one W row after another is a single sequential stream per thread, which the hardware
             // prefetcher follows at full read bandwidth; interleaving rows (1x4, 1x8 tiles) measured 0.5-0.8x of it
-            for (; j < j1; j++) Put(c + j, Row1<TE>(k, a, GemmPack.Offset<TE>(w, j * ldw)), beta);
+            int ahead = PrefetchBytes;
+            for (; j < j1; j++) Put(c + j, Row1<TE>(k, a, GemmPack.Offset<TE>(w, j * ldw), ahead), beta);
             return;
         }
         for (; j + 4 <= j1; j += 4)
@@ -104,13 +105,15 @@ internal static unsafe class GemmSmallM
     /// </summary>
     internal static int PrefetchBytes = 8192;
 
-    /// <summary>One output of the M = 1 path: sum_p a[p] * w[p] (four 16-lane accumulators, fixed order).</summary>
+    /// <summary>One output of the M = 1 path: sum_p a[p] * w[p] (four 16-lane accumulators, fixed order), prefetching
+    /// the weight bytes <paramref name="ahead"/> on (<see cref="PrefetchBytes"/>, read by the caller once per range of
+    /// rows: this method is compiled once, fully optimised, and a static read here would go through the class-init
+    /// helper on every row when it is compiled before <see cref="GemmSmallM"/> is initialised).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float Row1<TE>(int k, float* a, void* w) where TE : unmanaged, IGemmElem
+    internal static float Row1<TE>(int k, float* a, void* w, int ahead) where TE : unmanaged, IGemmElem
     {
         Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
         int p = 0;
-        int ahead = PrefetchBytes;
         byte* pf = (byte*)w + ahead;
         for (; p + 64 <= k; p += 64)
         {

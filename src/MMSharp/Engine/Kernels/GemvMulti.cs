@@ -105,18 +105,18 @@ internal static unsafe class GemvMulti
             ref var g = ref segs[s];
             long end = start + g.Rows;
             long j0 = Math.Max(r0, start) - start, j1 = Math.Min(r1, end) - start;
-            if (j0 < j1) Rows<TE>(k, x, g.W, g.Ldw, g.Bias, g.Out, (int)j0, (int)j1);
+            if (j0 < j1) Rows<TE>(k, x, g.W, g.Ldw, g.Bias, g.Out, (int)j0, (int)j1, GemmSmallM.PrefetchBytes);
             start = end;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Rows<TE>(int k, float* x, void* w, long ldw, float* bias, float* y, int j0, int j1) where TE : unmanaged, IGemmElem
+    static void Rows<TE>(int k, float* x, void* w, long ldw, float* bias, float* y, int j0, int j1, int ahead) where TE : unmanaged, IGemmElem
     {
         // bias + 1·v in the unfused path (bias copied into y, then beta = 1) is v + bias: the same float
         if (bias != null)
-            for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw)) + bias[j];
+            for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw), ahead) + bias[j];
         else
-            for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw));
+            for (int j = j0; j < j1; j++) y[j] = GemmSmallM.Row1<TE>(k, x, GemmPack.Offset<TE>(w, j * ldw), ahead);
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using MMSharp.Engine;
@@ -74,6 +75,11 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     public Qwen2TeamDecode(Qwen2ForCausalLM lm, int members)
     {
+        // The step's methods are compiled once, fully optimised, at their first call; a static field of a class not yet
+        // initialised then is read through the class-init helper for good. Initialise the classes whose statics they read.
+        RuntimeHelpers.RunClassConstructor(typeof(GemvMulti).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(GemmSmallM).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(DecodeTeam).TypeHandle);
         _lm = lm;
         _c = lm.Config;
         _members = members;
