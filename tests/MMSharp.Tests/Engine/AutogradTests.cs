@@ -4,6 +4,7 @@ using MMSharp.Engine.Autograd;
 namespace MMSharp.Tests.Engine;
 
 /// <summary>Behaviour of the backward engine itself, using a tiny test-only op so it depends on no other op.</summary>
+[Collection(nameof(MMSharp.Tests.Training.TrainerCollection))]
 public sealed class AutogradTests
 {
     /// <summary>y = x * c (elementwise, c a constant), recorded with its backward.</summary>

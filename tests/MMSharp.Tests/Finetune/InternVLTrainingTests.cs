@@ -8,6 +8,7 @@ using Xunit.Abstractions;
 namespace MMSharp.Tests.Finetune;
 
 /// <summary>InternVL training loss (three reductions) against float64, freezing, recompute.</summary>
+[Collection(nameof(MMSharp.Tests.Training.TrainerCollection))]
 public sealed class InternVLTrainingTests(ITestOutputHelper output)
 {
     static InternVLChatModel Load()

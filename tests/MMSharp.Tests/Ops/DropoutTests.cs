@@ -4,6 +4,7 @@ using MMSharp.Engine.Autograd;
 namespace MMSharp.Tests.EngineOps;
 
 /// <summary>Dropout and drop-path: statistics, scaling, determinism and backward (no float64 reference exists for random masks).</summary>
+[Collection(nameof(MMSharp.Tests.Training.TrainerCollection))]
 public sealed class DropoutTests
 {
     static float[] Ones(int n) => Enumerable.Repeat(1f, n).ToArray();

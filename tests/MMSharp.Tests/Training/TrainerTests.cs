@@ -5,7 +5,8 @@ using MMSharp.Training;
 
 namespace MMSharp.Tests.Training;
 
-/// <summary>The trainer tests use <see cref="Rng.Default"/> (dropout), so they run alone.</summary>
+/// <summary>Tests that reseed or draw from <see cref="Rng.Default"/> (dropout, drop-path: the trainer, recomputation,
+/// the dropout op) run alone, so no other test draws from it between a reseed and the draws it fixes.</summary>
 [CollectionDefinition(nameof(TrainerCollection), DisableParallelization = true)]
 public sealed class TrainerCollection;
 
