@@ -18,8 +18,8 @@ namespace MMSharp.Bench;
 static unsafe class DecodeAbBench
 {
     /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time)
-    /// --b op|norescue|chunk32|chunk128|nopf|pf:BYTES (the second variant: the op-by-op step, the team step that never runs
-    /// another member's chunk, the team step with 32 / 128 KiB chunks, without the GEMV's prefetch or with it BYTES ahead).</summary>
+    /// --b op|norescue|chunk32|chunk128|chunk256|nopf|pf:BYTES (the second variant: the op-by-op step, the team step that never
+    /// runs another member's chunk, the team step with 32 / 128 / 256 KiB chunks, without the GEMV's prefetch or with it BYTES ahead).</summary>
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
@@ -29,10 +29,10 @@ static unsafe class DecodeAbBench
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
         // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
         // (instead of the op-by-op step)
-        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "nopf" || opts.Get("b")?.StartsWith("pf:") == true;
+        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "chunk256" or "nopf" || opts.Get("b")?.StartsWith("pf:") == true;
         int pfA = GemmSmallM.PrefetchBytes;
         int pfB = opts.Get("b") is { } b && b.StartsWith("pf:") ? int.Parse(b[3..]) : opts.Get("b") == "nopf" ? 0 : pfA;
-        long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, _ => 1L << 16 };
+        long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, "chunk256" => 1L << 18, _ => 1L << 16 };
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
         foreach (int threads in opts.Ints("threads", [2]))
