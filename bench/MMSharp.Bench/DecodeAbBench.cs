@@ -29,7 +29,7 @@ static unsafe class DecodeAbBench
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
         // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
         // (instead of the op-by-op step)
-        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "chunk256" or "nopf" || opts.Get("b")?.StartsWith("pf:") == true;
+        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "chunk256" or "nopf" or "nonext" || opts.Get("b")?.StartsWith("pf:") == true;
         int pfA = GemmSmallM.PrefetchBytes;
         int pfB = opts.Get("b") is { } b && b.StartsWith("pf:") ? int.Parse(b[3..]) : opts.Get("b") == "nopf" ? 0 : pfA;
         long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, "chunk256" => 1L << 18, _ => 1L << 16 };
@@ -51,7 +51,7 @@ static unsafe class DecodeAbBench
                 Qwen2ForCausalLM.TeamDecode = team || spinB;
                 DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
                 GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
-                GemmSmallM.PrefetchBytes = team ? pfA : pfB;
+                GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team || opts.Get("b") != "nonext" ? 16384 : 0;
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
@@ -69,7 +69,7 @@ static unsafe class DecodeAbBench
                     Qwen2ForCausalLM.TeamDecode = team || spinB;
                     DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
                     GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
-                    GemmSmallM.PrefetchBytes = team ? pfA : pfB;
+                    GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team || opts.Get("b") != "nonext" ? 16384 : 0;
                     Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);

@@ -123,6 +123,17 @@ internal sealed unsafe class DecodeTeam : IDisposable
         return true;
     }
 
+    /// <summary>The first chunk of <paramref name="member"/>'s share in share phase <paramref name="p"/> as laid out (−1 for an
+    /// item phase or an empty share).</summary>
+    public long ShareStart(int p, int member)
+    {
+        long* s = Phase(p);
+        if (s[0] < s[2]) return -1;
+        long packed = s[(member + 1) * Line];
+        long front = packed & 0xFFFFFFFFL, back = packed >> 32;
+        return front < back ? front : -1;
+    }
+
     /// <summary>Whether every chunk of phase <paramref name="p"/> is finished.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool IsDone(int p)

@@ -96,6 +96,25 @@ internal static unsafe class GemvMulti
     internal static void Chunk<TE>(int k, float* x, GemvSegment* segs, int count, long c, int chunkRows, long rows) where TE : unmanaged, IGemmElem =>
         Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows));
 
+    /// <summary>Non-temporal prefetch of the first <paramref name="bytes"/> of chunk <paramref name="c"/>'s weights (its first
+    /// rows, all in the segment the chunk starts in).</summary>
+    internal static void PrefetchChunk<TE>(int k, GemvSegment* segs, int count, long c, int chunkRows, long bytes) where TE : unmanaged, IGemmElem
+    {
+        long r = c * chunkRows, start = 0;
+        for (int s = 0; s < count; s++)
+        {
+            ref var g = ref segs[s];
+            if (r < start + g.Rows)
+            {
+                long j = r - start, avail = (g.Rows - j) * g.Ldw * TE.Bytes;
+                byte* w = (byte*)GemmPack.Offset<TE>(g.W, j * g.Ldw);
+                for (long o = 0, n = Math.Min(bytes, avail); o < n; o += 64) System.Runtime.Intrinsics.X86.Sse.PrefetchNonTemporal(w + o);
+                return;
+            }
+            start += g.Rows;
+        }
+    }
+
     /// <summary>Global rows [r0, r1) of the concatenated segments.</summary>
     static void Range<TE>(int k, float* x, GemvSegment* segs, int count, long r0, long r1) where TE : unmanaged, IGemmElem
     {

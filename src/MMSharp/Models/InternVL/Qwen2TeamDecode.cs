@@ -287,6 +287,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             RunChunk(p, c, ctx, x, qRot);
             _team.Finish(p, c, member);
         }
+        if (PrefetchNextPhase > 0) PrefetchShare(p + 1, member, ctx);
         if (_team.IsDone(p)) return;
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         long rescueAt = t0 + (long)(DecodeTeam.RescueAfterMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1e6);
@@ -303,6 +304,23 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         }
         if (ProfilePhases && member == 0)
             PhaseSeconds[7] += (System.Diagnostics.Stopwatch.GetTimestamp() - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
+    }
+
+    /// <summary>Bytes of its share of the next GEMV phase a member prefetches once it has nothing left to claim in the
+    /// current one (the next phase's streams then start warm instead of on a DRAM miss per page).</summary>
+    internal static int PrefetchNextPhase = 16384;
+
+    void PrefetchShare(int p, int member, StepContext ctx)
+    {
+        int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
+        if (l > L || kind == 1) return;
+        long c = _team.ShareStart(p, member);
+        if (c < 0) return;
+        GemvSegment* segs = ctx.Segs + l * 7;
+        (int k, int first, int count) = l == L ? (C, 0, 1) : kind switch { 0 => (C, 0, 3), 2 => (QDim, 3, 1), 3 => (C, 4, 2), _ => (I, 6, 1) };
+        int cr = GemvMulti.ChunkRows(k, _bf16 ? 2 : 4);
+        if (_bf16) GemvMulti.PrefetchChunk<BF16Elem>(k, segs + first, count, c, cr, PrefetchNextPhase);
+        else GemvMulti.PrefetchChunk<F32Elem>(k, segs + first, count, c, cr, PrefetchNextPhase);
     }
 
     /// <summary>One thread: phase <paramref name="p"/> as one pass over its rows (or items), no claims, no flags.</summary>
