@@ -18,8 +18,9 @@ namespace MMSharp.Bench;
 static unsafe class DecodeAbBench
 {
     /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time)
-    /// --b op|norescue|chunk32|chunk128|chunk256|nopf|pf:BYTES (the second variant: the op-by-op step, the team step that never
-    /// runs another member's chunk, the team step with 32 / 128 / 256 KiB chunks, without the GEMV's prefetch or with it BYTES ahead).</summary>
+    /// --b op|norescue|chunk32|chunk128|chunk256|nopf|pf:BYTES|nonext (the second variant: the op-by-op step, the team step
+    /// that never runs another member's chunk, the team step with 32 / 128 / 256 KiB chunks, without the GEMV's prefetch or
+    /// with it BYTES ahead, or without the next-phase prefetch).</summary>
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
@@ -30,7 +31,7 @@ static unsafe class DecodeAbBench
         // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
         // (instead of the op-by-op step)
         bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "chunk256" or "nopf" or "nonext" || opts.Get("b")?.StartsWith("pf:") == true;
-        int pfA = GemmSmallM.PrefetchBytes;
+        int pfA = GemmSmallM.PrefetchBytes, nextA = Qwen2TeamDecode.PrefetchNextPhase;
         int pfB = opts.Get("b") is { } b && b.StartsWith("pf:") ? int.Parse(b[3..]) : opts.Get("b") == "nopf" ? 0 : pfA;
         long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, "chunk256" => 1L << 18, _ => 1L << 16 };
         var rng = new Random(7);
@@ -51,7 +52,7 @@ static unsafe class DecodeAbBench
                 Qwen2ForCausalLM.TeamDecode = team || spinB;
                 DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
                 GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
-                GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team || opts.Get("b") != "nonext" ? 16384 : 0;
+                GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team || opts.Get("b") != "nonext" ? nextA : 0;
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
@@ -69,7 +70,7 @@ static unsafe class DecodeAbBench
                     Qwen2ForCausalLM.TeamDecode = team || spinB;
                     DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
                     GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
-                    GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team || opts.Get("b") != "nonext" ? 16384 : 0;
+                    GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team || opts.Get("b") != "nonext" ? nextA : 0;
                     Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
@@ -86,6 +87,7 @@ static unsafe class DecodeAbBench
             DecodeTeam.RescueAfterMicroseconds = 30;
             GemvMulti.ChunkBytes = 1L << 16;
             GemmSmallM.PrefetchBytes = pfA;
+            Qwen2TeamDecode.PrefetchNextPhase = nextA;
             Console.WriteLine(PhaseReport(c, rounds * block));
             Console.WriteLine($"  chunks run by a member that did not claim them: {Interlocked.Exchange(ref Qwen2TeamDecode.ChunksRescued, 0)}");
             double M(List<double> xs) => BandwidthBench.Median([.. xs]);
