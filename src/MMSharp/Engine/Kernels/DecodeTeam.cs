@@ -25,6 +25,8 @@ internal sealed unsafe class DecodeTeam : IDisposable
     // chunks this member finished] (each member writes its own line, so finishing a chunk moves no cache line between
     // cores; the others read it only while they wait at the end of the phase)
     const int Line = 8;
+    // the "next item" counter of a share phase: never below its total, so Claim goes to the shares
+    const long SharePhase = long.MaxValue / 2;
     readonly long* _state;
     int* _flags;
     long _flagCapacity, _flagCursor;
@@ -84,7 +86,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
         long at = TakeFlags(chunks);
         if (at < 0) return false;
         long* s = Phase(p);
-        s[0] = long.MaxValue / 2; s[1] = 0; s[2] = chunks; s[3] = at;
+        s[0] = SharePhase; s[1] = 0; s[2] = chunks; s[3] = at;
         for (int m = 0; m < Members; m++)
         {
             s[(m + 1) * Line] = WorkShare.Pack(chunks * m / Members, chunks * (m + 1) / Members);
@@ -123,12 +125,12 @@ internal sealed unsafe class DecodeTeam : IDisposable
         return true;
     }
 
-    /// <summary>The first chunk of <paramref name="member"/>'s share in share phase <paramref name="p"/> as laid out (−1 for an
-    /// item phase or an empty share).</summary>
+    /// <summary>The front chunk of <paramref name="member"/>'s share in phase <paramref name="p"/> (−1 for an item phase or
+    /// an empty share).</summary>
     public long ShareStart(int p, int member)
     {
         long* s = Phase(p);
-        if (s[0] < s[2]) return -1;
+        if (s[0] != SharePhase) return -1;
         long packed = s[(member + 1) * Line];
         long front = packed & 0xFFFFFFFFL, back = packed >> 32;
         return front < back ? front : -1;
