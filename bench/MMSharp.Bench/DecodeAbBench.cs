@@ -18,9 +18,9 @@ namespace MMSharp.Bench;
 static unsafe class DecodeAbBench
 {
     /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time)
-    /// --b op|norescue|chunk32|chunk128|chunk256|nopf|pf:BYTES|nonext (the second variant: the op-by-op step, the team step
-    /// that never runs another member's chunk, the team step with 32 / 128 / 256 KiB chunks, without the GEMV's prefetch or
-    /// with it BYTES ahead, or without the next-phase prefetch).</summary>
+    /// --b op|norescue|chunk32|chunk128|chunk256|nopf|pf:BYTES|nonext|next:BYTES (the second variant: the op-by-op step, the
+    /// team step that never runs another member's chunk, the team step with 32 / 128 / 256 KiB chunks, without the GEMV's
+    /// prefetch or with it BYTES ahead, without the next-phase prefetch or with BYTES of it).</summary>
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
@@ -30,9 +30,10 @@ static unsafe class DecodeAbBench
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
         // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
         // (instead of the op-by-op step)
-        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "chunk256" or "nopf" or "nonext" || opts.Get("b")?.StartsWith("pf:") == true;
+        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "chunk256" or "nopf" or "nonext" || opts.Get("b")?.StartsWith("pf:") == true || opts.Get("b")?.StartsWith("next:") == true;
         int pfA = GemmSmallM.PrefetchBytes, nextA = Qwen2TeamDecode.PrefetchNextPhase;
         int pfB = opts.Get("b") is { } b && b.StartsWith("pf:") ? int.Parse(b[3..]) : opts.Get("b") == "nopf" ? 0 : pfA;
+        int nextB = opts.Get("b") is { } nb && nb.StartsWith("next:") ? int.Parse(nb[5..]) : opts.Get("b") == "nonext" ? 0 : nextA;
         long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, "chunk256" => 1L << 18, _ => 1L << 16 };
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
@@ -52,7 +53,7 @@ static unsafe class DecodeAbBench
                 Qwen2ForCausalLM.TeamDecode = team || spinB;
                 DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
                 GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
-                GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team || opts.Get("b") != "nonext" ? nextA : 0;
+                GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team ? nextA : nextB;
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
@@ -70,7 +71,7 @@ static unsafe class DecodeAbBench
                     Qwen2ForCausalLM.TeamDecode = team || spinB;
                     DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
                     GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
-                    GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team || opts.Get("b") != "nonext" ? nextA : 0;
+                    GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team ? nextA : nextB;
                     Qwen2TeamDecode.ProfilePhases = team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
