@@ -47,6 +47,7 @@ internal static unsafe class GemvMulti
         long rows = 0;
         for (int s = 0; s < count; s++) rows += segs[s].Rows;
         if (rows == 0) return;
+        int ahead = GemmSmallM.PrefetchBytes;                                    // read once per call, not per row
         nint xp = (nint)x, sp = (nint)segs;
         if (ItemsPerThread > 0)
         {
@@ -54,11 +55,11 @@ internal static unsafe class GemvMulti
             long blocks = (rows + 7) / 8;
             long minBlocks = Math.Max(1, (1L << 16) / (8L * Math.Max(1, k)));
             int items = (int)Math.Clamp(blocks / minBlocks, 1, Math.Max(1, ItemsPerThread * Par.Threads));
-            if (items == 1) { Range<TE>(k, x, segs, count, 0, rows); return; }
+            if (items == 1) { Range<TE>(k, x, segs, count, 0, rows, ahead); return; }
             Par.For(items, t =>
             {
                 long r0 = Math.Min(rows, blocks * t / items * 8), r1 = Math.Min(rows, blocks * (t + 1) / items * 8);
-                Range<TE>(k, (float*)xp, (GemvSegment*)sp, count, r0, r1);
+                Range<TE>(k, (float*)xp, (GemvSegment*)sp, count, r0, r1, ahead);
             });
             return;
         }
@@ -67,7 +68,7 @@ internal static unsafe class GemvMulti
         int chunkRows = ChunkRows(k, TE.Bytes);
         int chunks = (int)((rows + chunkRows - 1) / chunkRows);
         int shares = Math.Min(Par.Threads, chunks / 2);
-        if (shares <= 1) { Range<TE>(k, x, segs, count, 0, rows); return; }
+        if (shares <= 1) { Range<TE>(k, x, segs, count, 0, rows, ahead); return; }
         // one [front, back) chunk range per share, packed in a long, each on its own cache line
         long* state = stackalloc long[shares * 8 + 8];
         state = (long*)(((nint)state + 63) & ~(nint)63);
@@ -77,11 +78,11 @@ internal static unsafe class GemvMulti
         {
             long* st = (long*)stp;
             long c;
-            while ((c = WorkShare.ClaimFront(st + s * 8)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows);
+            while ((c = WorkShare.ClaimFront(st + s * 8)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows, ahead);
             for (int o = 1; o < shares; o++)
             {
                 long* other = st + (s + o) % shares * 8;
-                while ((c = WorkShare.ClaimBack(other)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows);
+                while ((c = WorkShare.ClaimBack(other)) >= 0) Chunk<TE>(k, (float*)xp, (GemvSegment*)sp, count, c, chunkRows, rows, ahead);
             }
         });
     }
@@ -92,9 +93,11 @@ internal static unsafe class GemvMulti
     /// <summary>Weight bytes per chunk (benchmarks compare other sizes; results do not depend on it).</summary>
     internal static long ChunkBytes = 1L << 16;
 
-    /// <summary>Chunk <paramref name="c"/>: rows [c·chunkRows, (c+1)·chunkRows) of the concatenated rows of segs[0..count), against x[0..k).</summary>
-    internal static void Chunk<TE>(int k, float* x, GemvSegment* segs, int count, long c, int chunkRows, long rows) where TE : unmanaged, IGemmElem =>
-        Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows));
+    /// <summary>Chunk <paramref name="c"/>: rows [c·chunkRows, (c+1)·chunkRows) of the concatenated rows of segs[0..count), against
+    /// x[0..k), each row prefetching <paramref name="ahead"/> bytes on (<see cref="GemmSmallM.PrefetchBytes"/>, read by the
+    /// caller once: methods compiled once, fully optimised, must not read a static whose class may not be initialised yet).</summary>
+    internal static void Chunk<TE>(int k, float* x, GemvSegment* segs, int count, long c, int chunkRows, long rows, int ahead) where TE : unmanaged, IGemmElem =>
+        Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows), ahead);
 
     /// <summary>Non-temporal prefetch of the first <paramref name="bytes"/> of chunk <paramref name="c"/>'s weights (its first
     /// rows, all in the segment the chunk starts in).</summary>
@@ -116,7 +119,7 @@ internal static unsafe class GemvMulti
     }
 
     /// <summary>Global rows [r0, r1) of the concatenated segments.</summary>
-    static void Range<TE>(int k, float* x, GemvSegment* segs, int count, long r0, long r1) where TE : unmanaged, IGemmElem
+    static void Range<TE>(int k, float* x, GemvSegment* segs, int count, long r0, long r1, int ahead) where TE : unmanaged, IGemmElem
     {
         long start = 0;
         for (int s = 0; s < count && start < r1; s++)
@@ -124,7 +127,7 @@ internal static unsafe class GemvMulti
             ref var g = ref segs[s];
             long end = start + g.Rows;
             long j0 = Math.Max(r0, start) - start, j1 = Math.Min(r1, end) - start;
-            if (j0 < j1) Rows<TE>(k, x, g.W, g.Ldw, g.Bias, g.Out, (int)j0, (int)j1, GemmSmallM.PrefetchBytes);
+            if (j0 < j1) Rows<TE>(k, x, g.W, g.Ldw, g.Bias, g.Out, (int)j0, (int)j1, ahead);
             start = end;
         }
     }

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using MMSharp.Engine;
@@ -75,11 +74,6 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     public Qwen2TeamDecode(Qwen2ForCausalLM lm, int members)
     {
-        // The step's methods are compiled once, fully optimised, at their first call; a static field of a class not yet
-        // initialised then is read through the class-init helper for good. Initialise the classes whose statics they read.
-        RuntimeHelpers.RunClassConstructor(typeof(GemvMulti).TypeHandle);
-        RuntimeHelpers.RunClassConstructor(typeof(GemmSmallM).TypeHandle);
-        RuntimeHelpers.RunClassConstructor(typeof(DecodeTeam).TypeHandle);
         _lm = lm;
         _c = lm.Config;
         _members = members;
@@ -191,6 +185,13 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
                 s[6] = Seg(m.DownProj, buf + OffD(l), null);
             }
             segs[L * 7] = Seg(_lm.LmHead, logits.F32Ptr, null);
+            // tunables read here, once per step: the member methods are compiled once, fully optimised, and a static read
+            // there of a class not yet initialised at that moment would go through the class-init helper for good
+            _rescueTicks = (long)(DecodeTeam.RescueAfterMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1e6);
+            _prefetchNext = PrefetchNextPhase;
+            _ahead = GemmSmallM.PrefetchBytes;
+            int eb = _bf16 ? 2 : 4;
+            (_chunkRowsC, _chunkRowsQ, _chunkRowsI) = (GemvMulti.ChunkRows(C, eb), GemvMulti.ChunkRows(QDim, eb), GemvMulti.ChunkRows(I, eb));
             // the phases' chunk counters and finished-flags (laid out again if the flag storage grew)
             while (!LayOutPhases()) { }
 
@@ -221,20 +222,42 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         public KvCache Cache = null!;
     }
 
+    // per step (see Step): rescue wait in Stopwatch ticks, next-phase prefetch bytes, row prefetch distance, chunk rows per k
+    long _rescueTicks;
+    int _prefetchNext, _ahead, _chunkRowsC, _chunkRowsQ, _chunkRowsI;
+
+    int ChunkRowsOf(int k) => k == I ? _chunkRowsI : k == QDim ? _chunkRowsQ : _chunkRowsC;
+
+    /// <summary>The GEMV of phase <paramref name="p"/>: its k, its segments (Segs[first .. first + count)) and their rows;
+    /// false for an attention phase.</summary>
+    bool GemvPhase(int p, out int k, out int first, out int count, out long rows)
+    {
+        int l = p / PhasesPerLayer, seg;
+        (k, seg, count, rows) = (l == L ? -1 : p % PhasesPerLayer) switch
+        {
+            -1 => (C, 0, 1, (long)_lm.LmHead.OutFeatures),                       // LM head
+            0 => (C, 0, 3, (long)Qkv),                                           // q/k/v
+            2 => (QDim, 3, 1, (long)C),                                          // o_proj
+            3 => (C, 4, 2, 2L * I),                                              // gate/up
+            4 => (I, 6, 1, (long)C),                                             // down_proj
+            _ => (0, 0, 0, 0L),                                                  // attention
+        };
+        first = l * 7 + seg;
+        return count > 0;
+    }
+
     bool LayOutPhases()
     {
         _team.BeginStep();
-        for (int l = 0; l < L; l++)
+        for (int p = 0; p <= L * PhasesPerLayer; p++)
         {
-            int p = l * PhasesPerLayer;
-            if (!_team.InitShares(p, Chunks(Qkv, C)) || !_team.InitItems(p + 1, _c.NumKeyValueHeads) || !_team.InitShares(p + 2, Chunks(C, QDim))
-                || !_team.InitShares(p + 3, Chunks(2 * I, C)) || !_team.InitShares(p + 4, Chunks(C, I)))
-                return false;
+            bool laidOut = GemvPhase(p, out int k, out _, out _, out long rows)
+                ? _team.InitShares(p, (rows + ChunkRowsOf(k) - 1) / ChunkRowsOf(k))
+                : _team.InitItems(p, _c.NumKeyValueHeads);
+            if (!laidOut) return false;
         }
-        return _team.InitShares(L * PhasesPerLayer, Chunks(_lm.LmHead.OutFeatures, C));
+        return true;
     }
-
-    long Chunks(int rows, int k) { int cr = GemvMulti.ChunkRows(k, _bf16 ? 2 : 4); return (rows + cr - 1) / cr; }
 
     static GemvSegment Seg(Linear l, float* output, float* bias)
     {
@@ -261,7 +284,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             Norm(h, normW, layer.InputLayernorm.Eps, xn);
             RunPhase(member, p, ctx, xn, qRot); Mark(member, 0);                 // q/k/v
             RunPhase(member, p + 1, ctx, xn, qRot); Mark(member, 1);             // attention
-            RunPhase(member, p + 2, ctx, xn, qRot); Mark(member, 2);             // o_proj
+            RunPhase(member, p + 2, ctx, buf + OffAttn(l), qRot); Mark(member, 2); // o_proj
             Add(h, buf + OffO(l));                                               // h = h + attn
             Norm(h, normW + Up(C), layer.PostAttentionLayernorm.Eps, xn);
             RunPhase(member, p + 3, ctx, xn, qRot); Mark(member, 3);             // gate/up
@@ -287,10 +310,10 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             RunChunk(p, c, ctx, x, qRot);
             _team.Finish(p, c, member);
         }
-        if (PrefetchNextPhase > 0) PrefetchShare(p + 1, member, ctx);
+        if (_prefetchNext > 0 && p < L * PhasesPerLayer) PrefetchShare(p + 1, member, ctx);
         if (_team.IsDone(p)) return;
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        long rescueAt = t0 + (long)(DecodeTeam.RescueAfterMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1e6);
+        long rescueAt = t0 + _rescueTicks;
         var spin = new SpinWait();
         while (!_team.IsDone(p))
         {
@@ -312,34 +335,18 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     void PrefetchShare(int p, int member, StepContext ctx)
     {
-        int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
-        if (l > L || kind == 1) return;
+        if (!GemvPhase(p, out int k, out int first, out int count, out _)) return;
         long c = _team.ShareStart(p, member);
         if (c < 0) return;
-        GemvSegment* segs = ctx.Segs + l * 7;
-        (int k, int first, int count) = l == L ? (C, 0, 1) : kind switch { 0 => (C, 0, 3), 2 => (QDim, 3, 1), 3 => (C, 4, 2), _ => (I, 6, 1) };
-        int cr = GemvMulti.ChunkRows(k, _bf16 ? 2 : 4);
-        if (_bf16) GemvMulti.PrefetchChunk<BF16Elem>(k, segs + first, count, c, cr, PrefetchNextPhase);
-        else GemvMulti.PrefetchChunk<F32Elem>(k, segs + first, count, c, cr, PrefetchNextPhase);
+        if (_bf16) GemvMulti.PrefetchChunk<BF16Elem>(k, ctx.Segs + first, count, c, ChunkRowsOf(k), _prefetchNext);
+        else GemvMulti.PrefetchChunk<F32Elem>(k, ctx.Segs + first, count, c, ChunkRowsOf(k), _prefetchNext);
     }
 
     /// <summary>One thread: phase <paramref name="p"/> as one pass over its rows (or items), no claims, no flags.</summary>
     void RunWhole(int p, StepContext ctx, float* x, float* qRot)
     {
-        int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
-        GemvSegment* segs = ctx.Segs + l * 7;
-        if (l == L) { Gemv(C, x, segs, 1, _lm.LmHead.OutFeatures, -1); return; }
-        switch (kind)
-        {
-            case 0: Gemv(C, x, segs, 3, Qkv, -1); break;
-            case 1:
-                for (int g = 0; g < _c.NumKeyValueHeads; g++)
-                    Attention(l, g, ctx.Buf + OffQkv(l), qRot, ctx.Buf + OffAttn(l), ctx.Cache, ctx.P, ctx.Cos, ctx.Sin, ctx.Rd);
-                break;
-            case 2: Gemv(QDim, ctx.Buf + OffAttn(l), segs + 3, 1, C, -1); break;
-            case 3: Gemv(C, x, segs + 4, 2, 2 * I, -1); break;
-            default: Gemv(I, x, segs + 6, 1, C, -1); break;
-        }
+        if (GemvPhase(p, out int k, out int first, out int count, out long rows)) { Gemv(k, x, ctx.Segs + first, count, rows, (int)rows, 0); return; }
+        for (int g = 0; g < _c.NumKeyValueHeads; g++) Attention(p / PhasesPerLayer, g, ctx, qRot);
     }
 
     /// <summary>Chunks run by a member that did not claim them (benchmarks and tests).</summary>
@@ -349,29 +356,16 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void RunChunk(int p, long c, StepContext ctx, float* x, float* qRot)
     {
-        int l = p / PhasesPerLayer, kind = p % PhasesPerLayer;
-        GemvSegment* segs = ctx.Segs + l * 7;
-        if (l == L) { Gemv(C, x, segs, 1, _lm.LmHead.OutFeatures, c); return; }
-        switch (kind)
-        {
-            case 0: Gemv(C, x, segs, 3, Qkv, c); break;
-            case 1:
-                Attention(l, (int)c, ctx.Buf + OffQkv(l), qRot, ctx.Buf + OffAttn(l), ctx.Cache, ctx.P, ctx.Cos, ctx.Sin, ctx.Rd);
-                break;
-            case 2: Gemv(QDim, ctx.Buf + OffAttn(l), segs + 3, 1, C, c); break;
-            case 3: Gemv(C, x, segs + 4, 2, 2 * I, c); break;
-            default: Gemv(I, x, segs + 6, 1, C, c); break;
-        }
+        if (GemvPhase(p, out int k, out int first, out int count, out long rows)) Gemv(k, x, ctx.Segs + first, count, rows, ChunkRowsOf(k), c);
+        else Attention(p / PhasesPerLayer, (int)c, ctx, qRot);
     }
 
+    /// <summary>Chunk <paramref name="c"/> (of <paramref name="chunkRows"/> rows) of a GEMV phase's rows.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    /// <summary>Chunk <paramref name="c"/> of a GEMV phase's rows, or all rows for c = −1.</summary>
-    void Gemv(int k, float* x, GemvSegment* segs, int count, long rows, long c)
+    void Gemv(int k, float* x, GemvSegment* segs, int count, long rows, int chunkRows, long c)
     {
-        int cr = c < 0 ? (int)rows : GemvMulti.ChunkRows(k, _bf16 ? 2 : 4);
-        if (c < 0) c = 0;
-        if (_bf16) GemvMulti.Chunk<BF16Elem>(k, x, segs, count, c, cr, rows);
-        else GemvMulti.Chunk<F32Elem>(k, x, segs, count, c, cr, rows);
+        if (_bf16) GemvMulti.Chunk<BF16Elem>(k, x, segs, count, c, chunkRows, rows, _ahead);
+        else GemvMulti.Chunk<F32Elem>(k, x, segs, count, c, chunkRows, rows, _ahead);
     }
 
     /// <summary>h = h + y (<see cref="Ops.Add(Tensor, Tensor)"/>'s float operation; lanes add exactly as scalars).</summary>
@@ -395,10 +389,13 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         Ops.NormalizeRow(x, y, c, 0f, s, w, null);
     }
 
-    /// <summary>kv head <paramref name="g"/> of layer <paramref name="l"/>: its rotated key and its value into the cache at
-    /// position <paramref name="P"/>, its <paramref name="G"/> query heads rotated, and their attention output.</summary>
-    void Attention(int l, int g, float* qkv, float* qRot, float* attn, KvCache cache, int P, float* cos, float* sin, int rd)
+    /// <summary>kv head <paramref name="g"/> of layer <paramref name="l"/>: its rotated key and its value into the cache at the
+    /// step's position, its query heads rotated (into the member's <paramref name="qRot"/>), and their attention output.</summary>
+    void Attention(int l, int g, StepContext ctx, float* qRot)
     {
+        float* qkv = ctx.Buf + OffQkv(l), attn = ctx.Buf + OffAttn(l), cos = ctx.Cos, sin = ctx.Sin;
+        var cache = ctx.Cache;
+        int P = ctx.P, rd = ctx.Rd;
         int hd = _c.HeadDim, nH = _c.NumAttentionHeads, nKV = _c.NumKeyValueHeads, G = nH / nKV;
         float scale = 1f / MathF.Sqrt(hd);
         var keys = cache.KeyBuffer(l);                                           // [1, nKV, Max, hd]
