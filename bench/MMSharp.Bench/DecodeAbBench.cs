@@ -18,9 +18,7 @@ namespace MMSharp.Bench;
 static unsafe class DecodeAbBench
 {
     /// <summary>Options: --threads 2 --rounds 8 --block 4 --prompt 300 --clock cpu (phase times as thread CPU time)
-    /// --b op|norescue|chunk32|chunk128|chunk256|nopf|pf:BYTES|nonext|next:BYTES (the second variant: the op-by-op step, the
-    /// team step that never runs another member's chunk, the team step with 32 / 128 / 256 KiB chunks, without the GEMV's
-    /// prefetch or with it BYTES ahead, without the next-phase prefetch or with BYTES of it).</summary>
+    /// --b (the second variant, <see cref="Variant.Parse"/>).</summary>
     public static void Run(Options opts)
     {
         int rounds = opts.Ints("rounds", [8])[0], block = opts.Ints("block", [4])[0], prompt = opts.Ints("prompt", [300])[0];
@@ -28,13 +26,9 @@ static unsafe class DecodeAbBench
         weightBytes += 2L * c.HiddenSize;                                        // the embedding row of the token
         // --clock cpu: the phase times are the CPU time of the thread running member 0 (preemption not counted)
         Qwen2TeamDecode.ProfileCpuClock = opts.Get("clock") == "cpu";
-        // --b norescue: the second variant is the team step without taking over a descheduled member's chunks
-        // (instead of the op-by-op step)
-        bool spinB = opts.Get("b") is "norescue" or "chunk32" or "chunk128" or "chunk256" or "nopf" or "nonext" || opts.Get("b")?.StartsWith("pf:") == true || opts.Get("b")?.StartsWith("next:") == true;
-        int pfA = GemmSmallM.PrefetchBytes, nextA = Qwen2TeamDecode.PrefetchNextPhase;
-        int pfB = opts.Get("b") is { } b && b.StartsWith("pf:") ? int.Parse(b[3..]) : opts.Get("b") == "nopf" ? 0 : pfA;
-        int nextB = opts.Get("b") is { } nb && nb.StartsWith("next:") ? int.Parse(nb[5..]) : opts.Get("b") == "nonext" ? 0 : nextA;
-        long chunkB = opts.Get("b") switch { "chunk32" => 1L << 15, "chunk128" => 1L << 17, "chunk256" => 1L << 18, _ => 1L << 16 };
+        // variant A is the team step as configured; --b names variant B (by default the op-by-op step)
+        var va = Variant.Current();
+        var vb = Variant.Parse(opts.Get("b"), va);
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(c.VocabSize)).ToArray();
         foreach (int threads in opts.Ints("threads", [2]))
@@ -50,13 +44,11 @@ static unsafe class DecodeAbBench
             // warm-up of both variants (JIT tiers, pools)
             foreach (bool team in new[] { true, false, true, false })
             {
-                Qwen2ForCausalLM.TeamDecode = team || spinB;
-                DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
-                GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
-                GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team ? nextA : nextB;
+                (team ? va : vb).Apply();
                 Step(lm, tok, cache);
             }
             Thread.Sleep(200);
+            double[] phasesA = new double[Qwen2TeamDecode.PhaseSeconds.Length], phasesB = new double[phasesA.Length];
             var onTps = new List<double>();
             var offTps = new List<double>();
             var bounds = new List<double>();
@@ -68,14 +60,14 @@ static unsafe class DecodeAbBench
                 // alternate which variant goes first
                 foreach (bool team in r % 2 == 0 ? new[] { true, false } : [false, true])
                 {
-                    Qwen2ForCausalLM.TeamDecode = team || spinB;
-                    DecodeTeam.RescueAfterMicroseconds = !team && opts.Get("b") == "norescue" ? 1e12 : 30;
-                    GemvMulti.ChunkBytes = !team && spinB ? chunkB : 1L << 16;
-                    GemmSmallM.PrefetchBytes = team ? pfA : pfB; Qwen2TeamDecode.PrefetchNextPhase = team ? nextA : nextB;
-                    Qwen2TeamDecode.ProfilePhases = team;
+                    (team ? va : vb).Apply();
+                    Qwen2TeamDecode.ProfilePhases = vb.Team || team;
                     long t0 = Stopwatch.GetTimestamp();
                     for (int i = 0; i < block; i++) Step(lm, tok, cache);
                     Qwen2TeamDecode.ProfilePhases = false;
+                    var phases = team ? phasesA : phasesB;
+                    for (int i = 0; i < phases.Length; i++) phases[i] += Qwen2TeamDecode.PhaseSeconds[i];
+                    Array.Clear(Qwen2TeamDecode.PhaseSeconds);
                     double tps = block / Stopwatch.GetElapsedTime(t0).TotalSeconds;
                     if (team) on = tps; else off = tps;
                 }
@@ -84,16 +76,13 @@ static unsafe class DecodeAbBench
                 onTps.Add(on); offTps.Add(off); bounds.Add(bound);
                 onShare.Add(on / bound); offShare.Add(off / bound);
             }
-            Qwen2ForCausalLM.TeamDecode = true;
-            DecodeTeam.RescueAfterMicroseconds = 30;
-            GemvMulti.ChunkBytes = 1L << 16;
-            GemmSmallM.PrefetchBytes = pfA;
-            Qwen2TeamDecode.PrefetchNextPhase = nextA;
-            Console.WriteLine(PhaseReport(c, rounds * block));
+            va.Apply();
+            Console.WriteLine("A " + PhaseReport(c, rounds * block, phasesA));
+            if (vb.Team) Console.WriteLine("B " + PhaseReport(c, rounds * block, phasesB));
             Console.WriteLine($"  chunks run by a member that did not claim them: {Interlocked.Exchange(ref Qwen2TeamDecode.ChunksRescued, 0)}");
             double M(List<double> xs) => BandwidthBench.Median([.. xs]);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"decode-ab b={(spinB ? "team-" + opts.Get("b") : "op")} threads={threads} rounds={rounds} block={block} team_on_tps={M(onTps):F2} team_off_tps={M(offTps):F2} " +
+                $"decode-ab b={vb.Name} threads={threads} rounds={rounds} block={block} team_on_tps={M(onTps):F2} team_off_tps={M(offTps):F2} " +
                 $"on/off={M(onTps.Zip(offTps, (a, b) => a / b).ToList()):F3} bound_tps={M(bounds):F2} " +
                 $"on/bound={M(onShare):F3} off/bound={M(offShare):F3} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}"));
             Console.WriteLine("  per round on/off/bound: " + string.Join(" ", onTps.Select((o, i) =>
@@ -103,19 +92,59 @@ static unsafe class DecodeAbBench
 
     /// <summary>The team step's time per phase kind (member 0's view) booked over <paramref name="tokens"/> steps, ms per
     /// token and weight GB/s of the GEMV kinds; clears the booked times.</summary>
-    internal static string PhaseReport(Qwen2Config c, int tokens)
+    internal static string PhaseReport(Qwen2Config c, int tokens, double[]? seconds = null)
     {
+        seconds ??= Qwen2TeamDecode.PhaseSeconds;
         long L = c.NumHiddenLayers, C = c.HiddenSize, I = c.IntermediateSize, Q = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
-        long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0, 0];
-        string[] kindNames = ["qkv", "attention", "o", "gate_up", "down", "head", "outside", "(of which waiting)"];
-        double teamMs = Qwen2TeamDecode.PhaseSeconds.Take(7).Sum() * 1e3 / tokens;
-        string report = $"  team phases, ms/token (weight GB/s), total {teamMs:F2}: " + string.Join(" ", kindNames.Select((n, i) =>
-        {
-            double sec = Qwen2TeamDecode.PhaseSeconds[i] / tokens;
-            return string.Create(CultureInfo.InvariantCulture, $"{n}={sec * 1e3:F2}") + (kindBytes[i] > 0 ? string.Create(CultureInfo.InvariantCulture, $"({kindBytes[i] / sec / 1e9:F1})") : "");
-        }));
-        Array.Clear(Qwen2TeamDecode.PhaseSeconds);
+        long[] kindBytes = [L * Q * C * 2, 0, L * C * C * 2, L * 2 * I * C * 2, L * I * C * 2, (long)c.VocabSize * C * 2, 0];
+        string[] kindNames = ["qkv", "attention", "o", "gate_up", "down", "head", "outside"];
+        double teamMs = seconds.Take(7).Sum() * 1e3 / tokens, waitMs = seconds.Skip(7).Sum() * 1e3 / tokens;
+        string report = string.Create(CultureInfo.InvariantCulture, $"  team phases, ms/token (weight GB/s; waiting at the end), total {teamMs:F2} (waiting {waitMs:F2}): ") +
+            string.Join(" ", kindNames.Select((n, i) =>
+            {
+                double sec = seconds[i] / tokens;
+                return string.Create(CultureInfo.InvariantCulture, $"{n}={sec * 1e3:F2}") +
+                    (i < 6 ? string.Create(CultureInfo.InvariantCulture, $"({(kindBytes[i] > 0 ? $"{kindBytes[i] / sec / 1e9:F1}; " : "")}{seconds[7 + i] * 1e3 / tokens:F2})") : "");
+            }));
+        Array.Clear(seconds);
         return report;
+    }
+
+    /// <summary>The tunables of one decode step variant.</summary>
+    readonly record struct Variant(string Name, bool Team, double RescueMicroseconds, long ChunkBytes, int RowPrefetch, int NextPrefetch)
+    {
+        public static Variant Current() => new("team", Qwen2ForCausalLM.TeamDecode, DecodeTeam.RescueAfterMicroseconds, GemvMulti.ChunkBytes,
+            GemmSmallM.PrefetchBytes, Qwen2TeamDecode.PrefetchNextPhase);
+
+        /// <summary>--b: op (the op-by-op step), or the team step with one tunable changed: norescue, chunk32|chunk128|chunk256,
+        /// nopf | pf:BYTES (row prefetch), nonext | next:BYTES (next-phase prefetch).</summary>
+        public static Variant Parse(string? b, Variant a)
+        {
+            int Bytes(string prefix) => int.Parse(b![prefix.Length..], CultureInfo.InvariantCulture);
+            var team = a with { Name = "team-" + b };
+            return b switch
+            {
+                null or "op" => a with { Name = "op", Team = false },
+                "norescue" => team with { RescueMicroseconds = 1e12 },
+                "chunk32" => team with { ChunkBytes = 1L << 15 },
+                "chunk128" => team with { ChunkBytes = 1L << 17 },
+                "chunk256" => team with { ChunkBytes = 1L << 18 },
+                "nopf" => team with { RowPrefetch = 0 },
+                "nonext" => team with { NextPrefetch = 0 },
+                _ when b.StartsWith("pf:") => team with { RowPrefetch = Bytes("pf:") },
+                _ when b.StartsWith("next:") => team with { NextPrefetch = Bytes("next:") },
+                _ => throw new ArgumentException($"--b {b}: expected op, norescue, chunk32, chunk128, chunk256, nopf, pf:BYTES, nonext or next:BYTES"),
+            };
+        }
+
+        public void Apply()
+        {
+            Qwen2ForCausalLM.TeamDecode = Team;
+            DecodeTeam.RescueAfterMicroseconds = RescueMicroseconds;
+            GemvMulti.ChunkBytes = ChunkBytes;
+            GemmSmallM.PrefetchBytes = RowPrefetch;
+            Qwen2TeamDecode.PrefetchNextPhase = NextPrefetch;
+        }
     }
 
     static void Step(Qwen2ForCausalLM lm, Tensor tok, KvCache cache)

@@ -96,32 +96,40 @@ internal static unsafe class DecodeAttention
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Scores16(float* q, float* k, long kT, float scale, float* s)
     {
+        // locals, not arrays: the 16 products and the 4 query vectors stay in registers
         var q0 = Vector512.Load(q); var q1 = Vector512.Load(q + 16); var q2 = Vector512.Load(q + 32); var q3 = Vector512.Load(q + 48);
-        var p = stackalloc Vector512<float>[16];
-        for (int i = 0; i < 16; i++)
-        {
-            float* ki = k + i * kT;
-            var a = Avx512F.FusedMultiplyAdd(q1, Vector512.Load(ki + 16), q0 * Vector512.Load(ki));
-            var b = Avx512F.FusedMultiplyAdd(q3, Vector512.Load(ki + 48), q2 * Vector512.Load(ki + 32));
-            p[i] = a + b;
-        }
+        var p0 = Product(q0, q1, q2, q3, k); var p1 = Product(q0, q1, q2, q3, k + kT);
+        var p2 = Product(q0, q1, q2, q3, k + 2 * kT); var p3 = Product(q0, q1, q2, q3, k + 3 * kT);
+        var p4 = Product(q0, q1, q2, q3, k + 4 * kT); var p5 = Product(q0, q1, q2, q3, k + 5 * kT);
+        var p6 = Product(q0, q1, q2, q3, k + 6 * kT); var p7 = Product(q0, q1, q2, q3, k + 7 * kT);
+        var p8 = Product(q0, q1, q2, q3, k + 8 * kT); var p9 = Product(q0, q1, q2, q3, k + 9 * kT);
+        var p10 = Product(q0, q1, q2, q3, k + 10 * kT); var p11 = Product(q0, q1, q2, q3, k + 11 * kT);
+        var p12 = Product(q0, q1, q2, q3, k + 12 * kT); var p13 = Product(q0, q1, q2, q3, k + 13 * kT);
+        var p14 = Product(q0, q1, q2, q3, k + 14 * kT); var p15 = Product(q0, q1, q2, q3, k + 15 * kT);
         // level 1: pairs of keys, per 128-bit lane [x0+x2, y0+y2, x1+x3, y1+y3]
-        var t = stackalloc Vector512<float>[8];
-        for (int i = 0; i < 8; i++) t[i] = Avx512F.UnpackLow(p[2 * i], p[2 * i + 1]) + Avx512F.UnpackHigh(p[2 * i], p[2 * i + 1]);
+        var t0 = Pairs(p0, p1); var t1 = Pairs(p2, p3); var t2 = Pairs(p4, p5); var t3 = Pairs(p6, p7);
+        var t4 = Pairs(p8, p9); var t5 = Pairs(p10, p11); var t6 = Pairs(p12, p13); var t7 = Pairs(p14, p15);
         // level 2: four keys per 128-bit lane, each that lane's sum
-        var u = stackalloc Vector512<float>[4];
-        for (int i = 0; i < 4; i++)
-        {
-            var a = t[2 * i].AsDouble();
-            var b = t[2 * i + 1].AsDouble();
-            u[i] = Avx512F.UnpackLow(a, b).AsSingle() + Avx512F.UnpackHigh(a, b).AsSingle();
-        }
+        var u0 = Quads(t0, t1); var u1 = Quads(t2, t3); var u2 = Quads(t4, t5); var u3 = Quads(t6, t7);
         // level 3: lanes 0+1 and 2+3 of two groups of four keys; level 4: the whole sums, keys in order
-        var w0 = Avx512F.Shuffle4x128(u[0], u[1], 0b10_00_10_00) + Avx512F.Shuffle4x128(u[0], u[1], 0b11_01_11_01);
-        var w1 = Avx512F.Shuffle4x128(u[2], u[3], 0b10_00_10_00) + Avx512F.Shuffle4x128(u[2], u[3], 0b11_01_11_01);
+        var w0 = Avx512F.Shuffle4x128(u0, u1, 0b10_00_10_00) + Avx512F.Shuffle4x128(u0, u1, 0b11_01_11_01);
+        var w1 = Avx512F.Shuffle4x128(u2, u3, 0b10_00_10_00) + Avx512F.Shuffle4x128(u2, u3, 0b11_01_11_01);
         var sum = Avx512F.Shuffle4x128(w0, w1, 0b10_00_10_00) + Avx512F.Shuffle4x128(w0, w1, 0b11_01_11_01);
         (sum * Vector512.Create(scale)).Store(s);
     }
+
+    /// <summary>The 16 lane products of q · k for one key row of 64 floats, partly summed (four vectors into one).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Product(Vector512<float> q0, Vector512<float> q1, Vector512<float> q2, Vector512<float> q3, float* k) =>
+        Avx512F.FusedMultiplyAdd(q1, Vector512.Load(k + 16), q0 * Vector512.Load(k))
+        + Avx512F.FusedMultiplyAdd(q3, Vector512.Load(k + 48), q2 * Vector512.Load(k + 32));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Pairs(Vector512<float> a, Vector512<float> b) => Avx512F.UnpackLow(a, b) + Avx512F.UnpackHigh(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Quads(Vector512<float> a, Vector512<float> b) =>
+        Avx512F.UnpackLow(a.AsDouble(), b.AsDouble()).AsSingle() + Avx512F.UnpackHigh(a.AsDouble(), b.AsDouble()).AsSingle();
 
     /// <summary>acc[r] += Σ_j p[r·ldp + j] · v_j for n ≤ 4 rows r and j &lt; jMax, value rows of 64 floats held in registers.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

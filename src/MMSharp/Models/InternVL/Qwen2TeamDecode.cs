@@ -91,10 +91,10 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     /// <summary>Benchmarks: when set, member 0 books the wall time of each phase kind (from entering it to the phase
     /// being done) into <see cref="PhaseSeconds"/>: 0 q/k/v (with the norm), 1 attention, 2 o_proj, 3 gate/up (with
-    /// the norm), 4 down (with silu·up), 5 final norm + head, 6 the step outside the team region, 7 (part of 0-5) member 0 waiting for the
-    /// others' items at the end of phases.</summary>
+    /// the norm), 4 down (with silu·up), 5 final norm + head, 6 the step outside the team region, 7 + kind (part of kind 0-5)
+    /// member 0 waiting for the others' chunks at the end of that kind's phases.</summary>
     internal static bool ProfilePhases;
-    internal static readonly double[] PhaseSeconds = new double[8];
+    internal static readonly double[] PhaseSeconds = new double[13];
     long _mark;
 
     /// <summary>With <see cref="ProfilePhases"/>: book the calling thread's CPU time instead of the wall time (a busy
@@ -312,7 +312,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         }
         if (_prefetchNext > 0 && p < L * PhasesPerLayer) PrefetchShare(p + 1, member, ctx);
         if (_team.IsDone(p)) return;
-        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp(), waitMark = ProfilePhases ? Now() : 0;
         long rescueAt = t0 + _rescueTicks;
         var spin = new SpinWait();
         while (!_team.IsDone(p))
@@ -326,7 +326,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             }
         }
         if (ProfilePhases && member == 0)
-            PhaseSeconds[7] += (System.Diagnostics.Stopwatch.GetTimestamp() - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
+            PhaseSeconds[7 + (p / PhasesPerLayer == L ? 5 : p % PhasesPerLayer)] += (Now() - waitMark) / (double)System.Diagnostics.Stopwatch.Frequency;
     }
 
     /// <summary>Bytes of its share of the next GEMV phase a member prefetches once it has nothing left to claim in the
