@@ -22,11 +22,13 @@ internal static unsafe class DecodeAttention
     /// <summary>Off: every call takes the tiled path (the decode benchmark flips it by reflection to compare both).</summary>
     internal static bool Enabled = true;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Forward(int B, int Hq, int Hkv, int Tq, int Tk, int D, float scale, bool causal,
         float* q, float* k, long kB, long kH, long kT, float* v, long vB, long vH, long vT, float* o)
     {
         int G = Hq / Hkv, rows = G * Tq;
         nint qp = (nint)q, kp = (nint)k, vp = (nint)v, op = (nint)o;
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void Item(int item)
         {
             int b = item / Hkv, kvh = item % Hkv;
@@ -164,6 +166,7 @@ internal static unsafe class DecodeAttention
         if (n > 3) { a30.Store(acc + 192); a31.Store(acc + 208); a32.Store(acc + 224); a33.Store(acc + 240); }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float Dot(float* a, float* b, int n)
     {
         if (Vector512.IsHardwareAccelerated && (n & 15) == 0)
@@ -176,6 +179,7 @@ internal static unsafe class DecodeAttention
     }
 
     /// <summary>acc[r] += p[r·ldp] · vj for every row r whose key range includes j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void AddScaledRow(float* acc, float* p, int ldp, int* end, int j, int rows, float* vj, int D)
     {
         if (Vector512.IsHardwareAccelerated && (D & 15) == 0)

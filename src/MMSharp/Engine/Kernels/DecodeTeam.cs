@@ -127,6 +127,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
 
     /// <summary>The front chunk of <paramref name="member"/>'s share in phase <paramref name="p"/> (−1 for an item phase or
     /// an empty share).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public long ShareStart(int p, int member)
     {
         long* s = Phase(p);
@@ -147,6 +148,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
     }
 
     /// <summary>The first chunk ≥ <paramref name="from"/> of phase <paramref name="p"/> not finished yet, or −1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public long Unfinished(int p, long from)
     {
         long* s = Phase(p);

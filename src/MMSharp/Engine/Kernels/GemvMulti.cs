@@ -96,11 +96,13 @@ internal static unsafe class GemvMulti
     /// <summary>Chunk <paramref name="c"/>: rows [c·chunkRows, (c+1)·chunkRows) of the concatenated rows of segs[0..count), against
     /// x[0..k), each row prefetching <paramref name="ahead"/> bytes on (<see cref="GemmSmallM.PrefetchBytes"/>, read by the
     /// caller once: methods compiled once, fully optimised, must not read a static whose class may not be initialised yet).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Chunk<TE>(int k, float* x, GemvSegment* segs, int count, long c, int chunkRows, long rows, int ahead) where TE : unmanaged, IGemmElem =>
         Range<TE>(k, x, segs, count, c * chunkRows, Math.Min(rows, (c + 1) * chunkRows), ahead);
 
     /// <summary>Non-temporal prefetch of the first <paramref name="bytes"/> of chunk <paramref name="c"/>'s weights (its first
     /// rows, all in the segment the chunk starts in).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PrefetchChunk<TE>(int k, GemvSegment* segs, int count, long c, int chunkRows, long bytes) where TE : unmanaged, IGemmElem
     {
         long r = c * chunkRows, start = 0;
@@ -119,6 +121,7 @@ internal static unsafe class GemvMulti
     }
 
     /// <summary>Global rows [r0, r1) of the concatenated segments.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Range<TE>(int k, float* x, GemvSegment* segs, int count, long r0, long r1, int ahead) where TE : unmanaged, IGemmElem
     {
         long start = 0;

@@ -184,6 +184,7 @@ public static unsafe class RowReduce
     public static float Dot(float* a, float* b, long n) { var op = new Product(); return SumZip(ref op, a, b, n); }
 
     /// <summary>Σ (x[i] - c)².</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float SumSquaredDiff(float* x, long n, float c) { var op = new SquaredDiff(c); return SumMap(ref op, x, n); }
 
     /// <summary>Σ exp(x[i] - shift).</summary>

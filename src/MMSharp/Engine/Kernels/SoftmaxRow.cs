@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace MMSharp.Engine.Kernels;
@@ -10,6 +11,7 @@ namespace MMSharp.Engine.Kernels;
 internal static unsafe class SoftmaxRow
 {
     /// <summary>max_j s[j] (−∞ for n == 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Max(float* s, int n)
     {
         int j = 0;
@@ -30,6 +32,7 @@ internal static unsafe class SoftmaxRow
         return m;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float MaxLanes(Vector256<float> v)
     {
         var x = Vector128.Max(v.GetLower(), v.GetUpper());
@@ -37,6 +40,7 @@ internal static unsafe class SoftmaxRow
     }
 
     /// <summary>s[j] = exp(s[j] − m) for j &lt; n; returns Σ_j of the new values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float ExpShiftSum(float* s, int n, float m)
     {
         int j = 0;

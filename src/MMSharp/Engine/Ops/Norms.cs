@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using MMSharp.Engine.Kernels;
 using V256 = System.Runtime.Intrinsics.Vector256<float>;
@@ -83,6 +84,7 @@ public static unsafe partial class Ops
     }
 
     /// <summary>y = (x - m)·s·w + b with w, b optional (null).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void NormalizeRow(float* x, float* y, int n, float m, float s, float* w, float* b)
     {
         int i = 0;

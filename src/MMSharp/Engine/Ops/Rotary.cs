@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using MMSharp.Engine.Kernels;
 
@@ -127,6 +128,7 @@ public static unsafe partial class Ops
     }
 
     /// <summary>dst = a·ca + sign·b·sb over n elements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void RotaryCombine(float* a, float* ca, float* b, float* sb, float sign, float* dst, int n)
     {
         int i = 0;

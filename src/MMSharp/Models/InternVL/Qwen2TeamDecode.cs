@@ -104,6 +104,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     [StructLayout(LayoutKind.Sequential)] struct TimeSpec { public long Sec, Nsec; }
     [DllImport("libc", EntryPoint = "clock_gettime")] static extern int ClockGetTime(int clock, out TimeSpec ts);
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static long Now()
     {
         if (!ProfileCpuClock) return System.Diagnostics.Stopwatch.GetTimestamp();
@@ -111,6 +112,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
         return (long)((t.Sec + t.Nsec * 1e-9) * System.Diagnostics.Stopwatch.Frequency);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void Mark(int member, int kind)
     {
         if (!ProfilePhases || member != 0) return;
@@ -226,10 +228,12 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     long _rescueTicks;
     int _prefetchNext, _ahead, _chunkRowsC, _chunkRowsQ, _chunkRowsI;
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     int ChunkRowsOf(int k) => k == I ? _chunkRowsI : k == QDim ? _chunkRowsQ : _chunkRowsC;
 
     /// <summary>The GEMV of phase <paramref name="p"/>: its k, its segments (Segs[first .. first + count)) and their rows;
     /// false for an attention phase.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     bool GemvPhase(int p, out int k, out int first, out int count, out long rows)
     {
         int l = p / PhasesPerLayer, seg;
@@ -333,6 +337,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     /// current one (the next phase's streams then start warm instead of on a DRAM miss per page).</summary>
     internal static int PrefetchNextPhase = 16384;
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void PrefetchShare(int p, int member, StepContext ctx)
     {
         if (!GemvPhase(p, out int k, out int first, out int count, out _)) return;
@@ -343,6 +348,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     }
 
     /// <summary>One thread: phase <paramref name="p"/> as one pass over its rows (or items), no claims, no flags.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void RunWhole(int p, StepContext ctx, float* x, float* qRot)
     {
         if (GemvPhase(p, out int k, out int first, out int count, out long rows)) { Gemv(k, x, ctx.Segs + first, count, rows, (int)rows, 0); return; }
@@ -391,6 +397,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
 
     /// <summary>kv head <paramref name="g"/> of layer <paramref name="l"/>: its rotated key and its value into the cache at the
     /// step's position, its query heads rotated (into the member's <paramref name="qRot"/>), and their attention output.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     void Attention(int l, int g, StepContext ctx, float* qRot)
     {
         float* qkv = ctx.Buf + OffQkv(l), attn = ctx.Buf + OffAttn(l), cos = ctx.Cos, sin = ctx.Sin;
@@ -415,6 +422,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
     }
 
     /// <summary>One row of <see cref="Ops.ApplyRotary"/> (rotate_half layout, rd rotated dims of D).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static void Rope(float* x, float* cos, float* sin, float* y, int D, int rd)
     {
         int h = rd / 2;
