@@ -12,7 +12,7 @@ namespace MMSharp.Bench;
 /// weights, untied head), a --prompt token prefill, then rounds of --block decode steps with the team step
 /// (<see cref="Qwen2ForCausalLM.TeamDecode"/>) on, --block steps with it off, and a short copy-bandwidth sample, so
 /// each round's two variants and its bound see the same load. Prints the median over rounds of tokens/s per variant,
-/// their ratio, and each variant's share of the round's bound (copy bandwidth / weight + kv bytes per token, as the
+/// their ratio, and each variant's share of the round's bound (copy bandwidth / weight bytes per token, as the
 /// generate bench counts them).
 /// </summary>
 static unsafe class DecodeAbBench
@@ -71,8 +71,7 @@ static unsafe class DecodeAbBench
                     double tps = block / Stopwatch.GetElapsedTime(t0).TotalSeconds;
                     if (team) on = tps; else off = tps;
                 }
-                long kvBytes = 2L * c.NumHiddenLayers * c.NumKeyValueHeads * cache.Length * c.HeadDim * sizeof(float);
-                double bound = BandwidthBench.CopyGBsQuick(threads) * 1e9 / (weightBytes + kvBytes);
+                double bound = BandwidthBench.CopyGBsQuick(threads) * 1e9 / weightBytes;
                 onTps.Add(on); offTps.Add(off); bounds.Add(bound);
                 onShare.Add(on / bound); offShare.Add(off / bound);
             }
