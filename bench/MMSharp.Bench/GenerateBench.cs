@@ -3,6 +3,7 @@ using System.Globalization;
 using MMSharp.Engine;
 using MMSharp.Engine.Autograd;
 using MMSharp.Engine.Kernels;
+using MMSharp.Generation;
 using MMSharp.Models.InternVL;
 
 namespace MMSharp.Bench;
@@ -110,7 +111,8 @@ static unsafe class GenerateBench
         using var step = Tensor.Empty([1], DType.I64);
         void Decode()
         {
-            using (var am = Ops.ArgMax(logits, -1)) step.SetFlat(0, am.GetFlatLong(0));
+            // the greedy pick of chat / infer / eval (Generator's default chooser)
+            step.SetFlat(0, GreedyChooser.Instance.Choose(new ReadOnlySpan<float>(logits.F32Ptr, checked((int)logits.NumEl)), default));
             logits.Dispose();
             logits = model.DecodeStep(step, cache);
         }

@@ -10,15 +10,11 @@ public interface ITokenChooser
     int Choose(ReadOnlySpan<float> logits, ReadOnlySpan<int> generated);
 }
 
-/// <summary>argmax of the logits (lowest id on ties, as torch.argmax): HF's greedy search, <c>do_sample=False</c>.</summary>
+/// <summary>argmax of the logits (lowest id on ties, as torch.argmax; <see cref="Sampler.ArgMax"/>): HF's greedy search,
+/// <c>do_sample=False</c>.</summary>
 public sealed class GreedyChooser : ITokenChooser
 {
     public static GreedyChooser Instance { get; } = new();
 
-    public int Choose(ReadOnlySpan<float> logits, ReadOnlySpan<int> generated)
-    {
-        int best = 0;
-        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
-        return best;
-    }
+    public int Choose(ReadOnlySpan<float> logits, ReadOnlySpan<int> generated) => Sampler.ArgMax(logits);
 }

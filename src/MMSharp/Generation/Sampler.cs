@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using MMSharp.Engine;
+using MMSharp.Engine.Kernels;
 
 namespace MMSharp.Generation;
 
@@ -173,8 +174,15 @@ public sealed class Sampler
     }
 
     /// <summary>First index of the largest score (<c>torch.argmax</c>); NaN scores are skipped.</summary>
-    public static int ArgMax(ReadOnlySpan<float> scores)
+    public static unsafe int ArgMax(ReadOnlySpan<float> scores)
     {
+        if (scores.IsEmpty) return 0;
+        fixed (float* p = scores)
+        {
+            // vector passes (one decode step's whole vocabulary row): the maximum, then its first index
+            float max = RowReduce.Max(p, scores.Length);
+            if (!float.IsNaN(max)) return (int)RowReduce.IndexOfFirst(p, scores.Length, 1, max);
+        }
         int best = 0;
         float bestValue = float.NegativeInfinity;
         bool found = false;

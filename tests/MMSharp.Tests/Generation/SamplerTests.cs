@@ -151,6 +151,38 @@ public sealed class SamplerTests
         Assert.Equal(2, Sampler.ArgMax([float.NaN, -1f, 0f]));
     }
 
+    [Theory]
+    [InlineData(17)]
+    [InlineData(1000)]
+    [InlineData(151674)]
+    public void ArgMax_OfALongRow_IsTheFirstMaximumAsAScalarScanFindsIt(int n)
+    {
+        // the vector passes (maximum, then its first index) against a plain scan: ties, a maximum in the vector tail,
+        // NaNs (skipped), and the greedy chooser of chat / eval, which is the same argmax
+        var rng = new Random(n);
+        var row = new float[n];
+        for (int i = 0; i < n; i++) row[i] = (float)rng.NextDouble() * 10f - 5f;
+        static int Scan(float[] r)
+        {
+            int best = -1;
+            for (int i = 0; i < r.Length; i++) if (!float.IsNaN(r[i]) && (best < 0 || r[i] > r[best])) best = i;
+            return Math.Max(best, 0);
+        }
+        void Check(string what)
+        {
+            Assert.True(Scan(row) == Sampler.ArgMax(row), $"n={n} {what}: scan {Scan(row)}, ArgMax {Sampler.ArgMax(row)}");
+            Assert.Equal(Sampler.ArgMax(row), GreedyChooser.Instance.Choose(row, []));
+        }
+        Check("random");
+        row[n - 1] = 9f;
+        Check("maximum last");
+        row[n / 3] = 9f;
+        Check("tie, first earlier");
+        row[n / 2] = float.NaN;
+        row[1] = 20f;
+        Check("NaN present");
+    }
+
     [Fact]
     public void Next_IsGreedy_WhenDoSampleFalseOrTemperatureZero_AndStillAppliesRepetitionPenalty()
     {

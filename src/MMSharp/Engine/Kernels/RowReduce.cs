@@ -193,6 +193,7 @@ public static unsafe class RowReduce
     /// <summary>max x[i] over a non-empty row; NaN if any element is NaN.</summary>
     /// <remarks>The body uses the native max instruction (fast, but not NaN-propagating) and tracks NaN
     /// separately with a self-comparison mask; the runtime's IEEE Vector512.Max is several times slower.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Max(float* x, long n)
     {
         long i = 0;
@@ -245,6 +246,7 @@ public static unsafe class RowReduce
     public static float MaxNaN(float a, float b) => float.IsNaN(a) || float.IsNaN(b) ? float.NaN : a >= b ? a : b;
 
     /// <summary>Index of the first element equal to <paramref name="max"/> (or the first NaN when it is NaN).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static long IndexOfFirst(float* x, long n, long step, float max)
     {
         if (float.IsNaN(max))
