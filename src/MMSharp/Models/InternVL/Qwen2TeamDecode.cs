@@ -22,6 +22,10 @@ namespace MMSharp.Models.InternVL;
 /// (<see cref="Ops.RmsNorm"/>, <see cref="Linear.ForwardFused"/>, <see cref="Ops.ApplyRotary"/>, <see cref="KvCache.Append"/>,
 /// <see cref="Ops.ScaledDotProductAttention"/>, <see cref="Ops.SiluMul"/>, <see cref="Ops.Add(Tensor, Tensor)"/>), so the
 /// logits are bit-identical to it for any thread count.
+/// Every method the step calls per chunk or per phase, here and in the kernels it uses, is marked AggressiveOptimization:
+/// compiled fully optimised at its first call. With tiered compilation they ran as tier-0 (and then instrumented) code
+/// through the first ~100 ms of decoding; such a method must not read a mutable static of a class that may not be
+/// initialised yet when it is compiled (see <see cref="Step"/>).
 /// </summary>
 internal sealed unsafe class Qwen2TeamDecode : IDisposable
 {
