@@ -19,22 +19,8 @@ static unsafe class BandwidthBench
     public static double CopyGBs(int threads)
     {
         const long bytes = 1L << 30;
-        byte* src = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096), dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
-        try
-        {
-            new Span<byte>(src, (int)bytes).Fill(1); // touch every page of both buffers first
-            new Span<byte>(dst, (int)bytes).Clear();
-            Par.Threads = threads;
-            var times = new List<double>();
-            for (int rep = 0; rep < 7; rep++)
-            {
-                var sw = Stopwatch.StartNew();
-                nint s = (nint)src, d = (nint)dst;
-                Par.ForChunks(bytes, 1 << 20, (a, b) => Buffer.MemoryCopy((byte*)s + a, (byte*)d + a, b - a, b - a));
-                times.Add(sw.Elapsed.TotalSeconds);
-            }
-            return 2.0 * bytes / Median(times.Skip(1).ToList()) / 1e9;
-        }
+        TouchedPair(bytes, out byte* src, out byte* dst);
+        try { return CopyGBs(src, dst, bytes, threads, reps: 7, skipFirst: true); }
         finally { NativeMemory.AlignedFree(src); NativeMemory.AlignedFree(dst); }
     }
 
@@ -45,23 +31,33 @@ static unsafe class BandwidthBench
     public static double CopyGBsQuick(int threads)
     {
         const long bytes = 256L << 20;
-        if (_src == null)
-        {
-            _src = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
-            _dst = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
-            new Span<byte>(_src, (int)bytes).Fill(1);
-            new Span<byte>(_dst, (int)bytes).Clear();
-        }
+        if (_src == null) TouchedPair(bytes, out _src, out _dst);
+        return CopyGBs(_src, _dst, bytes, threads, reps: 3, skipFirst: false);
+    }
+
+    /// <summary>Two page-aligned buffers with every page touched (first touch is not what is measured).</summary>
+    static void TouchedPair(long bytes, out byte* src, out byte* dst)
+    {
+        src = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+        dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+        new Span<byte>(src, (int)bytes).Fill(1);
+        new Span<byte>(dst, (int)bytes).Clear();
+    }
+
+    /// <summary>src copied into dst in 1 MiB chunks over the threads, <paramref name="reps"/> times: read + written bytes
+    /// per second (1e9) of the median copy.</summary>
+    static double CopyGBs(byte* src, byte* dst, long bytes, int threads, int reps, bool skipFirst)
+    {
         Par.Threads = threads;
         var times = new List<double>();
-        nint s = (nint)_src, d = (nint)_dst;
-        for (int rep = 0; rep < 3; rep++)
+        nint s = (nint)src, d = (nint)dst;
+        for (int rep = 0; rep < reps; rep++)
         {
             long t0 = Stopwatch.GetTimestamp();
             Par.ForChunks(bytes, 1 << 20, (a, b) => Buffer.MemoryCopy((byte*)s + a, (byte*)d + a, b - a, b - a));
             times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
         }
-        return 2.0 * bytes / Median(times) / 1e9;
+        return 2.0 * bytes / Median(skipFirst ? times.Skip(1).ToList() : times) / 1e9;
     }
 
     public static double Median(List<double> xs)

@@ -49,14 +49,17 @@ static unsafe class GenerateBench
 
     const int ImgContextId = 151667, TextTokens = 60, DecodeBlock = 4;
 
-    /// <summary>Options: --preset internvl3-1b --threads T --tokens 32 (timed decode steps, in blocks of 4)
+    /// <summary>Options: --preset internvl3-1b --threads T --tokens 32 (timed decode steps, in blocks of 4: rounded down to
+    /// a multiple of 4, at least 4)
     /// --warmup 3 (untimed decode steps before them: the first step compiles the M = 1 kernels and the decode-only ops,
     /// tens of ms of JIT, which is not the steady-state speed the bound is compared with) --team on|off
     /// --prefetch BYTES (<see cref="GemmSmallM.PrefetchBytes"/>, 0 = none) --profile 1 (the team step's time per phase).</summary>
     public static void Run(Options opts)
     {
         string preset = opts.Get("preset") ?? "internvl3-1b";
-        int decodeTokens = opts.Ints("tokens", [32])[0], warmupTokens = opts.Ints("warmup", [3])[0];
+        int warmupTokens = opts.Ints("warmup", [3])[0];
+        // timed steps in whole blocks of DecodeBlock (the bandwidth samples sit between blocks)
+        int blocks = Math.Max(1, opts.Ints("tokens", [32])[0] / DecodeBlock), decodeTokens = blocks * DecodeBlock;
         if (preset != "internvl3-1b") throw new ArgumentException($"generate: unknown preset '{preset}' (known: internvl3-1b)");
         int threads = opts.Ints("threads", [Par.Threads])[0];
         // --team off: the op-by-op decode step, for a side-by-side comparison with the default one-region step
@@ -124,7 +127,7 @@ static unsafe class GenerateBench
         var samples = new List<double> { BandwidthBench.CopyGBsQuick(threads) };
         var blockTps = new List<double>();
         double decodeS = 0;
-        for (int b = 0; b < decodeTokens / DecodeBlock; b++)
+        for (int b = 0; b < blocks; b++)
         {
             long t0 = Stopwatch.GetTimestamp();
             for (int i = 0; i < DecodeBlock; i++) Decode();
