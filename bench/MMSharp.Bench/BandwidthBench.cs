@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using MMSharp.Engine;
 using MMSharp.Engine.Kernels;
 
 namespace MMSharp.Bench;
@@ -35,11 +36,14 @@ static unsafe class BandwidthBench
         return CopyGBs(_src, _dst, bytes, threads, reps: 3, skipFirst: false);
     }
 
-    /// <summary>Two page-aligned buffers with every page touched (first touch is not what is measured).</summary>
+    /// <summary>Two 2 MiB-aligned buffers with every page touched (first touch is not what is measured), on huge pages
+    /// when <see cref="BufferPool.HugePages"/> is on, as the weights are: the bound compares like with like.</summary>
     static void TouchedPair(long bytes, out byte* src, out byte* dst)
     {
-        src = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
-        dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+        src = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 2 << 20);
+        dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 2 << 20);
+        BufferPool.AdviseHugePages(src, bytes);
+        BufferPool.AdviseHugePages(dst, bytes);
         new Span<byte>(src, (int)bytes).Fill(1);
         new Span<byte>(dst, (int)bytes).Clear();
     }

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using MMSharp.Engine;
 using MMSharp.Engine.Kernels;
 
 namespace MMSharp.Bench;
@@ -20,7 +21,8 @@ static unsafe class GemvStreamBench
         int K = opts.Ints("k", [896])[0];
         long N = (512L << 20) / (2L * K);
         long bytes = N * K * 2;
-        ushort* w = (ushort*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+        ushort* w = (ushort*)NativeMemory.AlignedAlloc((nuint)bytes, 2 << 20);
+        BufferPool.AdviseHugePages((byte*)w, bytes);                             // as the weights are (WeightArena)
         float* a = (float*)NativeMemory.AlignedAlloc((nuint)K * 4, 64), c = (float*)NativeMemory.AlignedAlloc((nuint)N * 4, 64);
         try
         {

@@ -53,7 +53,8 @@ static unsafe class GenerateBench
     /// a multiple of 4, at least 4)
     /// --warmup 3 (untimed decode steps before them: the first step compiles the M = 1 kernels and the decode-only ops,
     /// tens of ms of JIT, which is not the steady-state speed the bound is compared with) --team on|off
-    /// --prefetch BYTES (<see cref="GemmSmallM.PrefetchBytes"/>, 0 = none) --profile 1 (the team step's time per phase).</summary>
+    /// --prefetch BYTES (<see cref="GemmSmallM.PrefetchBytes"/>, 0 = none) --profile 1 (the team step's time per phase)
+    /// --hugepages 0 (weights on 4 KiB pages instead of transparent huge pages).</summary>
     public static void Run(Options opts)
     {
         string preset = opts.Get("preset") ?? "internvl3-1b";
@@ -65,6 +66,8 @@ static unsafe class GenerateBench
         // --team off: the op-by-op decode step, for a side-by-side comparison with the default one-region step
         Qwen2ForCausalLM.TeamDecode = (opts.Get("team") ?? "on") != "off";
         if (opts.Get("prefetch") is { } pf) GemmSmallM.PrefetchBytes = int.Parse(pf);
+        // --hugepages 0: the weights (and large buffers) on 4 KiB pages, for comparison
+        if (opts.Get("hugepages") == "0") BufferPool.HugePages = false;
         double copyGBs = BandwidthBench.CopyGBs(threads);
         Par.Threads = threads;
         // peak RSS from here on: the model's, not the 2 GiB of the copy above (VmHWM reset, Linux 4.0+)
@@ -72,7 +75,7 @@ static unsafe class GenerateBench
 
         var config = InternVLChatConfig.Parse(InternVL3_1B, "preset internvl3-1b");
         using var model = new InternVLChatModel(config, DType.BF16) { ImgContextTokenId = ImgContextId };
-        Randomize(model);
+        Randomize(model, new WeightArena());
         model.Eval();
         using var noGrad = GradMode.NoGrad();
 
@@ -122,6 +125,7 @@ static unsafe class GenerateBench
         for (int i = 0; i < warmupTokens; i++) Decode();
         // the decode steps allocate nothing from here on; read before the bandwidth samples' buffers exist
         double peakMb = hwmReset ? PeakRssMb() : Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
+        double hugeMb = ProcKb("/proc/self/smaps_rollup", "AnonHugePages:") / 1024.0;
         Qwen2TeamDecode.ProfilePhases = opts.Get("profile") == "1";
         // timed blocks of DecodeBlock steps, a copy-bandwidth sample before the first and after each
         var samples = new List<double> { BandwidthBench.CopyGBsQuick(threads) };
@@ -156,7 +160,7 @@ static unsafe class GenerateBench
             $"generate preset={preset} tiles=1 prompt_tokens={T} prefill_tps={T / prefillS:F1} decode_tps={decodeTokens / decodeS:F2} vision_ms_per_tile={visionMs:F0} peak_rss_mb={peakMb:F0} decode_bound_tps={bound:F2}"));
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  threads={threads} team={(Qwen2ForCausalLM.TeamDecode ? "on" : "off")} copy_gbs={sampledGBs:F1} (samples {string.Join("/", samples.Select(g => g.ToString("F0", CultureInfo.InvariantCulture)))}; 1 GiB before: {copyGBs:F1}) " +
-            $"weight_bytes_per_token={weightBytes / 1e6:F1}MB (kv read besides, not in the bound: {kvBytes / 1e6:F1}MB) block_tps={string.Join("/", blockTps.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))} team_steps={Qwen2TeamDecode.StepsRun}"));
+            $"huge_pages_mb={hugeMb:F0} weight_bytes_per_token={weightBytes / 1e6:F1}MB (kv read besides, not in the bound: {kvBytes / 1e6:F1}MB) block_tps={string.Join("/", blockTps.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))} team_steps={Qwen2TeamDecode.StepsRun}"));
     }
 
     static bool TryResetPeakRss()
@@ -166,22 +170,26 @@ static unsafe class GenerateBench
     }
 
     /// <summary>VmHWM of /proc/self/status in MiB (0 when absent).</summary>
-    static double PeakRssMb()
+    static double PeakRssMb() => ProcKb("/proc/self/status", "VmHWM:") / 1024.0;
+
+    /// <summary>The kB value of the line starting with <paramref name="key"/> in a /proc file (0 when absent).</summary>
+    static long ProcKb(string file, string key)
     {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmHWM:"))
-                return long.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024.0;
+        foreach (var line in File.ReadLines(file))
+            if (line.StartsWith(key))
+                return long.Parse(line[key.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
         return 0;
     }
 
-    /// <summary>Allocates every parameter in its declared dtype: matrices uniform in ±0.02·√3 (std 0.02), vectors 1 (norm
+    /// <summary>Allocates every parameter in its declared dtype in <paramref name="arena"/> (where <c>chat --no-mmap</c> puts a
+    /// checkpoint's weights): matrices uniform in ±0.02·√3 (std 0.02), vectors 1 (norm
     /// weights, layer scales) or 0 (biases), so activations stay finite through all layers.</summary>
-    static void Randomize(InternVLChatModel model)
+    static void Randomize(InternVLChatModel model, WeightArena arena)
     {
         ulong seed = 1;
         foreach (var (name, p) in model.NamedParameters())
         {
-            var t = Tensor.Empty(p.Shape, p.DeclaredDType);
+            var t = arena.Empty(p.Shape, p.DeclaredDType);
             long n = t.NumEl;
             bool vector = p.Shape.Length == 1;
             float constant = name.EndsWith(".bias") ? 0f : 1f;

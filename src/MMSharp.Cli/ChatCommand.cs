@@ -22,11 +22,12 @@ internal static class ChatCommand
     internal static readonly Option<int?> TopK = new("--top-k") { Description = "Sample among the k most likely tokens (default 50 as HF; 0 = all)." };
     internal static readonly Option<ulong?> Seed = new("--seed") { Description = "Seed of the sampler." };
     internal static readonly Option<string?> DumpTensors = new("--dump-tensors") { Description = "Write the first forward's tensors (.npy) to this directory." };
+    internal static readonly Option<bool> NoMmap = new("--no-mmap") { Description = "Copy the weights into memory (huge pages) instead of memory-mapping the safetensors: decodes ~10% faster, costs the model's size in RAM." };
 
     public static Command Build(CliConsole io)
     {
         var cmd = new Command("chat", "Ask an InternVL model about images, a video or plain text.");
-        foreach (var o in new Option[] { Model, Images, Video, NumSegments, Prompt, MaxTiles, MaxNewTokens, Temperature, TopP, TopK, Seed, DumpTensors })
+        foreach (var o in new Option[] { Model, Images, Video, NumSegments, Prompt, MaxTiles, MaxNewTokens, Temperature, TopP, TopK, Seed, DumpTensors, NoMmap })
             cmd.Options.Add(o);
         cmd.SetAction(parse => io.Guard(parse, () => Run(parse, io)));
         return cmd;
@@ -40,7 +41,7 @@ internal static class ChatCommand
         string? video = p.GetValue(Video);
         foreach (var f in images.Append(video).OfType<string>())
             if (!File.Exists(f)) throw new CliException($"file '{f}' does not exist");
-        using var loaded = LoadedModel.Open(p.GetValue(Model)!);
+        using var loaded = LoadedModel.Open(p.GetValue(Model)!, mapped: !p.GetValue(NoMmap));
         var chooser = decoding.CreateChooser(loaded.Model.Config.Llm.VocabSize);
         using var session = new ChatSession(loaded.Generator, p.GetValue(MaxTiles));
         string? dump = p.GetValue(DumpTensors);

@@ -23,7 +23,7 @@ internal static class EvalCommand
     public static Command Build(CliConsole io)
     {
         var cmd = new Command("eval", "Answer a JSONL test set in batches, resumably.");
-        foreach (var o in new Option[] { ChatCommand.Model, Data, Out, ImageRoot, BatchSize, ChatCommand.MaxTiles, ChatCommand.MaxNewTokens, ChatCommand.NumSegments })
+        foreach (var o in new Option[] { ChatCommand.Model, Data, Out, ImageRoot, BatchSize, ChatCommand.MaxTiles, ChatCommand.MaxNewTokens, ChatCommand.NumSegments, ChatCommand.NoMmap })
             cmd.Options.Add(o);
         cmd.SetAction(parse => io.Guard(parse, () => Run(parse, io)));
         return cmd;
@@ -78,7 +78,7 @@ internal static class EvalCommand
         io.Err.WriteLine($"eval: {records.Count} records, {records.Count - todo.Count} already in {outPath}, {todo.Count} to answer");
         if (todo.Count == 0) return 0;
 
-        using var loaded = LoadedModel.Open(p.GetValue(ChatCommand.Model)!);
+        using var loaded = LoadedModel.Open(p.GetValue(ChatCommand.Model)!, mapped: !p.GetValue(ChatCommand.NoMmap));
         var gen = loaded.Generator;
         var cfg = loaded.Model.Config;
         int maxTiles = p.GetValue(ChatCommand.MaxTiles) ?? cfg.MaxDynamicPatch;

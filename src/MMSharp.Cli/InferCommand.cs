@@ -22,7 +22,8 @@ internal static class InferCommand
 
     /// <summary>The fields of the inference json this command reads (others, e.g. MindSpeed's model blocks, are ignored).</summary>
     internal sealed record InferConfig(string InferDataType, string[] FilePaths, string[] Prompts, string FromPretrained,
-        string? TokenizerPath, string? Template, int NumSegments, int? MaxTiles, GenerationConfig Generation, ulong Seed, string? DumpTensors);
+        string? TokenizerPath, string? Template, int NumSegments, int? MaxTiles, GenerationConfig Generation, ulong Seed, string? DumpTensors,
+        bool NoMmap = false);
 
     internal static InferConfig Parse(string path)
     {
@@ -57,14 +58,14 @@ internal static class InferCommand
             ulong seed = r.TryGetProperty("generation_config", out var gs) && Int(gs, "seed") is int sd ? (ulong)sd : 0;
             return new InferConfig(type, files, prompts, Resolve(model), tok != null ? Resolve(tok) : null, Str(r, "template", path),
                 Int(r, "num_segments") ?? 8, Int(r, "max_num") ?? Int(r, "max_tiles"), generation, seed,
-                Str(r, "dump_tensors", path) is string d ? Resolve(d) : null);
+                Str(r, "dump_tensors", path) is string d ? Resolve(d) : null, Bool(r, "no_mmap", path) ?? false);
         }
     }
 
     static int Run(string path, CliConsole io)
     {
         var c = Parse(path);
-        using var loaded = LoadedModel.Open(c.FromPretrained, c.TokenizerPath, c.Template, c.Generation.EosTokenIds);
+        using var loaded = LoadedModel.Open(c.FromPretrained, c.TokenizerPath, c.Template, c.Generation.EosTokenIds, mapped: !c.NoMmap);
         var chooser = SamplerChooser.For(c.Generation, loaded.Model.Config.Llm.VocabSize, c.Seed);
         string? dump = c.DumpTensors;
         for (int i = 0; i < c.Prompts.Length; i++)
@@ -101,6 +102,13 @@ internal static class InferCommand
         if (v.ValueKind == JsonValueKind.Array && v.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String))
             return v.EnumerateArray().Select(x => x.GetString()!).ToArray();
         throw new CliException($"{path}: {name} must be a string or a list of strings");
+    }
+
+    static bool? Bool(JsonElement e, string name, string path)
+    {
+        if (!e.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind is JsonValueKind.True or JsonValueKind.False) return v.GetBoolean();
+        throw new CliException($"{path}: {name} must be true or false");
     }
 
     static int? Int(JsonElement e, string name) =>

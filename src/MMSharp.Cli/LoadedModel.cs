@@ -21,17 +21,18 @@ internal sealed class LoadedModel : IDisposable
     /// <summary>
     /// Loads <paramref name="directory"/> (config.json, safetensors, tokenizer files; the tokenizer may come from
     /// <paramref name="tokenizerDirectory"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is resolved by the tokenizer. Generation stops
-    /// at the template's stop token and <paramref name="extraStopIds"/>.
+    /// at the template's stop token and <paramref name="extraStopIds"/>. With <paramref name="mapped"/> false the weights are
+    /// copied into memory (see <see cref="InternVLChatModel.FromPretrained"/>).
     /// </summary>
     public static LoadedModel Open(string directory, string? tokenizerDirectory = null, string? templateName = null,
-        IEnumerable<int>? extraStopIds = null)
+        IEnumerable<int>? extraStopIds = null, bool mapped = true)
     {
         if (!Directory.Exists(directory)) throw new CliException($"model directory '{directory}' does not exist");
         if (!File.Exists(Path.Combine(directory, "config.json"))) throw new CliException($"model directory '{directory}' has no config.json");
         string tokDir = tokenizerDirectory ?? directory;
         if (!Directory.Exists(tokDir)) throw new CliException($"tokenizer directory '{tokDir}' does not exist");
         var tokenizer = Qwen2Tokenizer.FromDirectory(tokDir);
-        var model = InternVLChatModel.FromPretrained(directory, tokenizer.TokenToId(InternVLPrompt.ImageContextToken));
+        var model = InternVLChatModel.FromPretrained(directory, tokenizer.TokenToId(InternVLPrompt.ImageContextToken), mapped: mapped);
         try
         {
             var template = ChatTemplate.Get(templateName ?? model.Config.Template ?? "internvl2_5");

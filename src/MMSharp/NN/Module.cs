@@ -222,10 +222,12 @@ public abstract class Module : IDisposable
     /// (load <c>vision_model</c> alone from a chat checkpoint with prefix <c>"vision_model."</c>).
     /// <paramref name="storedName"/>, when given, maps prefix + parameter name to the key stored in the checkpoint (a
     /// layout that names tensors differently, e.g. PEFT's <c>base_model.model.….base_layer.weight</c>); errors name the stored keys.
+    /// With <paramref name="copyInto"/>, tensors whose dtype is kept are copied into that arena instead of staying mapped.
     /// </summary>
     public LoadReport LoadStateDict(ICheckpointReader checkpoint, bool strict = true,
-        DTypePolicy dtypes = DTypePolicy.KeepStored, string prefix = "", Func<string, string>? storedName = null) =>
-        StateDictLoader.Load(this, new ReaderSource(checkpoint), strict, dtypes, prefix, storedName);
+        DTypePolicy dtypes = DTypePolicy.KeepStored, string prefix = "", Func<string, string>? storedName = null,
+        WeightArena? copyInto = null) =>
+        StateDictLoader.Load(this, new ReaderSource(checkpoint), strict, dtypes, prefix, storedName, copyInto);
 
     // ---------------------------------------------------------------- freezing and mode
 

@@ -75,8 +75,10 @@ internal static class StateDictLoader
 {
     const int MaxListed = 40;
 
+    /// <summary>Loads <paramref name="source"/> into <paramref name="module"/>; tensors whose dtype is kept are copied into
+    /// <paramref name="copyInto"/> when given (instead of staying views, e.g. of a mapped file).</summary>
     public static LoadReport Load(Module module, IStateSource source, bool strict, DTypePolicy policy, string prefix,
-        Func<string, string>? storedName = null)
+        Func<string, string>? storedName = null, WeightArena? copyInto = null)
     {
         // The checkpoint key of a module name: prefix + name, or a layout's own naming (e.g. PEFT's base_layer keys);
         // every message below names these stored keys.
@@ -128,12 +130,12 @@ internal static class StateDictLoader
             var (t, owned) = source.Get(key);
             try
             {
-                if (convert)
+                if (convert || copyInto != null)
                 {
                     Tensor c;
                     using (GradMode.NoGrad())
                     using (TensorScope.Suspend())
-                        c = Ops.Clone(t, slot.DeclaredDType);
+                        c = convert ? Ops.Clone(t, slot.DeclaredDType) : copyInto!.Copy(t);
                     if (owned) t.Dispose();
                     (t, owned) = (c, true);
                 }

@@ -57,6 +57,21 @@ public class ChatCommandTests
     }
 
     [Fact]
+    public void Chat_NoMmap_AnswersAsTheMappedLoadDoes()
+    {
+        using var dir = CliFixtures.ModelDir();
+        using var dump = new IO.TempDir();
+        var image = CliFixtures.Image("opt_64x48.jpg");
+        var (code, stdout, stderr) = CliFixtures.Run(["chat", "--image", image, "--model", dir.Path, "--prompt", "What is shown?",
+            "--max-new-tokens", MaxNew.ToString(), "--no-mmap", "--dump-tensors", dump.Path]);
+        Assert.True(code == 0, stderr);
+        var (ids, text) = Reference(dir.Path, "What is shown?", [image]);
+        using var generated = Npy.Read(dump.File("generated_ids.npy"));
+        Assert.Equal(ids, generated.ToLongArray());
+        Assert.Equal(text, stdout.Trim());
+    }
+
+    [Fact]
     public void Chat_DumpTensors_WritesEveryFileWithItsShapeAndDtype()
     {
         using var dir = CliFixtures.ModelDir();

@@ -82,6 +82,7 @@ public class EvalInferCommandTests
             ["from_pretrained"] = dir.Path,
             ["template"] = "internvl2_5",
             ["dump_tensors"] = dump.Path,
+            ["no_mmap"] = true,                 // weights copied into memory: the answers below still equal chat's mapped ones
             ["generation_config"] = new JsonObject { ["do_sample"] = false, ["max_new_tokens"] = 6, ["top_k"] = 50, ["eos_token_id"] = 298 },
         };
         File.WriteAllText(work.File("infer.json"), json.ToJsonString());
@@ -109,5 +110,18 @@ public class EvalInferCommandTests
         }.ToJsonString());
         var (code, _, err) = CliFixtures.Run("infer", "--config", work.File("infer.json"));
         Assert.True(code == 0, err);
+    }
+
+    [Fact]
+    public void Infer_NoMmapThatIsNotABoolean_IsAClearError()
+    {
+        using var work = new IO.TempDir();
+        File.WriteAllText(work.File("infer.json"), new JsonObject
+        {
+            ["infer_data_type"] = "text", ["prompts"] = "Hello", ["from_pretrained"] = work.Path, ["no_mmap"] = "yes",
+        }.ToJsonString());
+        var (code, _, err) = CliFixtures.Run("infer", "--config", work.File("infer.json"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("infer.json: no_mmap must be true or false", err);
     }
 }

@@ -24,6 +24,36 @@ public sealed class InternVLLoadTests(ITestOutputHelper output)
         Assert.Empty(model.LoadNotes);
     }
 
+    [Theory]
+    [InlineData("vit300m")]
+    [InlineData("vit6b")]
+    public void FromPretrained_Unmapped_CopiesEveryWeightAndGivesTheSameLogitsAndIds(string fixture)
+    {
+        using var mapped = InternVLChatModel.FromPretrained(InternVLFixtures.Dir(fixture));
+        using var copied = InternVLChatModel.FromPretrained(InternVLFixtures.Dir(fixture), mapped: false);
+        var mappedParams = mapped.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter);
+        foreach (var (name, p) in copied.NamedParameters())
+        {
+            Assert.True(p.DType == mappedParams[name].DType, $"{name}: {p.DType} vs {mappedParams[name].DType}");
+            Assert.False(p.Data.Storage.ReadOnly, $"{name} still views the mapping");
+        }
+        // the tied head stays one tensor
+        Assert.Equal(mapped.LanguageModel.TiedLmHead, copied.LanguageModel.TiedLmHead);
+        if (copied.LanguageModel.TiedLmHead)
+            Assert.Same(copied.LanguageModel.Model.EmbedTokens.Weight, copied.LanguageModel.LmHead.Weight);
+
+        using var ids = InternVLFixtures.Ref(fixture, "input_ids");
+        using var pixels = InternVLFixtures.Ref(fixture, "pixel_values");
+        using (GradMode.NoGrad())
+        {
+            using var a = mapped.Forward(ids, pixels);
+            using var b = copied.Forward(ids, pixels);
+            Assert.Equal(a.ToFloatArray(), b.ToFloatArray());
+        }
+        using var expected = InternVLFixtures.Ref(fixture, "greedy_ids");
+        Assert.Equal(expected.ToLongArray(), copied.GenerateGreedy(ids, pixels, (int)expected.NumEl, eosTokenId: null, useCache: true));
+    }
+
     [Fact]
     public void FromPretrained_TiesLmHead_OnlyWhenTheCheckpointLacksIt()
     {

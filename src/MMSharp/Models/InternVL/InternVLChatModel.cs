@@ -218,7 +218,9 @@ public sealed class InternVLChatModel : Module
 
     /// <summary>
     /// Loads a Hugging Face InternVL chat checkpoint directory: config.json, then model.safetensors or a sharded
-    /// model.safetensors.index.json. Weights keep their stored dtype and stay memory-mapped (no copy).
+    /// model.safetensors.index.json. Weights keep their stored dtype and stay memory-mapped (no copy), or with
+    /// <paramref name="mapped"/> false are copied into process memory backed by huge pages (<see cref="WeightArena"/>:
+    /// decoding, which streams every weight per token, runs faster; the files' page cache is then no longer used).
     /// Every missing, unexpected and wrongly shaped tensor is reported in one <see cref="StateDictMismatchException"/>.
     /// <c>language_model.lm_head.weight</c> is expected; only when the checkpoint lacks it is the head tied to the
     /// embeddings (recorded in <see cref="LoadNotes"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is taken from
@@ -230,7 +232,7 @@ public sealed class InternVLChatModel : Module
     /// <paramref name="requireAllConfigFields"/>, which makes each an error naming the field.
     /// </summary>
     public static InternVLChatModel FromPretrained(string directory, int? imgContextTokenId = null,
-        DTypePolicy dtypes = DTypePolicy.KeepStored, bool requireAllConfigFields = false)
+        DTypePolicy dtypes = DTypePolicy.KeepStored, bool requireAllConfigFields = false, bool mapped = true)
     {
         var config = InternVLChatConfig.Load(directory, requireAllConfigFields);
         using var reader = CheckpointReader.Open(directory);
@@ -254,16 +256,17 @@ public sealed class InternVLChatModel : Module
         if (config.SelectLayer != -1) notes.Add($"select_layer {config.SelectLayer}: vision features come from {config.VisionLayersUsed} of {config.Vision.NumHiddenLayers} layers");
 
         var model = new InternVLChatModel(config, config.TorchDType, tieLmHead: tie);
+        var arena = mapped ? null : new WeightArena();
         try
         {
             if (llmLora || visionLora)
             {
                 // as the official __init__: wrap_backbone_lora / wrap_llm_lora with lora_alpha = 2r, then load over the adapters
                 InternVLPeftLayout.Wrap(model, config.UseLlmLora, config.UseBackboneLora);
-                model.LoadStateDict(reader, strict: true, dtypes, storedName: InternVLPeftLayout.StoredName(model, llmLora, visionLora));
+                model.LoadStateDict(reader, strict: true, dtypes, storedName: InternVLPeftLayout.StoredName(model, llmLora, visionLora), copyInto: arena);
             }
             else
-                model.LoadStateDict(reader, strict: true, dtypes);
+                model.LoadStateDict(reader, strict: true, dtypes, copyInto: arena);
             model.ImgContextTokenId = imgContextTokenId ?? FindAddedTokenId(directory, "<IMG_CONTEXT>");
             if (model.ImgContextTokenId is int id && (id < 0 || id >= config.Llm.VocabSize))
                 throw new ModelConfigException($"{directory}: <IMG_CONTEXT> id {id} is outside the vocabulary [0, {config.Llm.VocabSize})");
