@@ -1,6 +1,5 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace MMSharp.Engine;
 
@@ -10,7 +9,7 @@ namespace MMSharp.Engine;
 /// machines (~10 µs per 4 KiB page), so tensors that are disposed hand their buffer back here and
 /// a steady-state step reuses already-faulted memory instead of asking the GC for new arrays.
 /// </summary>
-public static unsafe class BufferPool
+public static class BufferPool
 {
     public const int Alignment = 64;
     const int MinClassBytes = 256;
@@ -51,42 +50,9 @@ public static unsafe class BufferPool
             }
         }
         Interlocked.Increment(ref FreshAllocations);
-        return RentUnpooled(cls);
-    }
-
-    static byte[] RentUnpooled(long bytes)
-    {
-        long total = bytes + Alignment;
+        long total = cls + Alignment;
         if (total > Array.MaxLength) throw new OutOfMemoryException($"tensor of {bytes} bytes is larger than one buffer can hold");
-        var array = GC.AllocateUninitializedArray<byte>((int)total, pinned: true);
-        if (total >= HugePageMinBytes)
-            fixed (byte* p = array) AdviseHugePages(p, total);       // pinned: the address is stable
-        return array;
-    }
-
-    internal const int HugePage = 2 << 20;
-    const int MadvHugepage = 14;
-
-    /// <summary>Fresh buffers of at least this many bytes are advised to be backed by 2 MiB pages.</summary>
-    const long HugePageMinBytes = 2 * HugePage;
-
-    /// <summary>
-    /// Whether fresh large buffers (and <see cref="WeightArena"/> blocks) are advised to be backed by transparent huge
-    /// pages (Linux; on by default, <c>MMSHARP_HUGEPAGES=0</c> turns it off). A weight stream read through 4 KiB pages
-    /// takes a TLB miss every 4 KiB and the hardware prefetchers stop at each page boundary: decoding ran ~10% slower
-    /// (README, generation benchmark). First touch is cheaper too: one fault per 2 MiB.
-    /// </summary>
-    public static bool HugePages { get; set; } = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("MMSHARP_HUGEPAGES") != "0";
-
-    [DllImport("libc", EntryPoint = "madvise")] static extern int MAdvise(nint addr, nuint length, int advice);
-
-    /// <summary>madvise(MADV_HUGEPAGE) over the whole 2 MiB pages inside [start, start + length), before anything there is
-    /// touched (the page size is chosen at first touch). Advice only: an error (a kernel without THP) changes nothing.</summary>
-    public static void AdviseHugePages(byte* start, long length)
-    {
-        if (!HugePages) return;
-        nint first = ((nint)start + HugePage - 1) & ~(nint)(HugePage - 1), end = ((nint)start + (nint)length) & ~(nint)(HugePage - 1);
-        if (end > first) MAdvise(first, (nuint)(end - first), MadvHugepage);
+        return GC.AllocateUninitializedArray<byte>((int)total, pinned: true);
     }
 
     public static void Return(byte[] array)

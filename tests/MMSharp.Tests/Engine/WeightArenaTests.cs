@@ -4,7 +4,7 @@ using MMSharp.Engine;
 
 namespace MMSharp.Tests.Engine;
 
-/// <summary>WeightArena: placement, copies, lifetime; and the huge-page advice it and the buffer pool give the kernel.</summary>
+/// <summary>WeightArena: placement, copies, lifetime, and the huge-page advice its blocks get.</summary>
 public sealed unsafe class WeightArenaTests
 {
     [Fact]
@@ -81,12 +81,12 @@ public sealed unsafe class WeightArenaTests
     public void Blocks_AreBackedByHugePages_WhereTheKernelOffersThem_AndNotWhenTurnedOff()
     {
         string mode = ThpMode();
-        bool before = BufferPool.HugePages;
+        bool before = WeightArena.HugePages;
         try
         {
-            BufferPool.HugePages = true;
+            WeightArena.HugePages = true;
             long onKb = TouchedBlockHugeKb(out long blockKb);
-            BufferPool.HugePages = false;
+            WeightArena.HugePages = false;
             long offKb = TouchedBlockHugeKb(out _);
             if (mode is "always" or "madvise")
                 Assert.True(onKb >= blockKb / 2, $"THP mode {mode}: only {onKb} of {blockKb} kB on huge pages");
@@ -94,7 +94,7 @@ public sealed unsafe class WeightArenaTests
                 Assert.Equal(0, offKb);
             if (mode == "never") Assert.Equal(0, onKb);
         }
-        finally { BufferPool.HugePages = before; }
+        finally { WeightArena.HugePages = before; }
     }
 
     /// <summary>AnonHugePages (kB) of the mappings under a freshly touched 32 MiB arena tensor.</summary>
