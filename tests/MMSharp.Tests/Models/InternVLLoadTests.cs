@@ -55,6 +55,28 @@ public sealed class InternVLLoadTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void FromPretrained_Unmapped_RefusesWeightsLargerThanTheAvailableMemory_BeforeCopying()
+    {
+        // one F64 tensor of 2^40 bytes in a sparse file: the header is all that is read
+        using var dir = InternVLFixtures.Copy("vit6b");
+        string file = Path.Combine(dir.Path, "model.safetensors");
+        const long dataBytes = 1L << 40;
+        var header = System.Text.Encoding.UTF8.GetBytes(
+            $"{{\"big.weight\":{{\"dtype\":\"F64\",\"shape\":[131072,1048576],\"data_offsets\":[0,{dataBytes}]}}}}".PadRight(96));
+        using (var fs = new FileStream(file, FileMode.Create))
+        {
+            fs.Write(BitConverter.GetBytes((long)header.Length));
+            fs.Write(header);
+            fs.SetLength(8 + header.Length + dataBytes);
+        }
+        var e = Assert.Throws<ModelConfigException>(() => InternVLChatModel.FromPretrained(dir.Path, mapped: false));
+        output.WriteLine(e.Message);
+        Assert.Contains(dir.Path, e.Message);
+        Assert.Contains("needs 1099.5 GB", e.Message);
+        Assert.Contains("without --no-mmap", e.Message);
+    }
+
+    [Fact]
     public void FromPretrained_TiesLmHead_OnlyWhenTheCheckpointLacksIt()
     {
         using var model = InternVLChatModel.FromPretrained(InternVLFixtures.Dir("vit6b"));

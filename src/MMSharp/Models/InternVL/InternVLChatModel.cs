@@ -255,6 +255,7 @@ public sealed class InternVLChatModel : Module
         if (config.PsVersion == "v1") notes.Add("ps_version v1: image tokens are column-major (as the official code warns)");
         if (config.SelectLayer != -1) notes.Add($"select_layer {config.SelectLayer}: vision features come from {config.VisionLayersUsed} of {config.Vision.NumHiddenLayers} layers");
 
+        if (!mapped) CheckMemoryForCopy(directory, reader);
         var model = new InternVLChatModel(config, config.TorchDType, tieLmHead: tie);
         var arena = mapped ? null : new WeightArena();
         try
@@ -280,6 +281,28 @@ public sealed class InternVLChatModel : Module
         model.LoadNotes = notes;
         model.Eval();
         return model;
+    }
+
+    /// <summary>Fails with a clear message, before anything is copied, when the weights to copy into memory exceed the
+    /// memory Linux reports as available (MemAvailable, which counts reclaimable page cache).</summary>
+    static void CheckMemoryForCopy(string directory, ICheckpointReader reader)
+    {
+        long need = reader.Names.Sum(n => reader.Info(n).ByteLength);
+        long? available = MemAvailableBytes();
+        if (available is long avail && need > avail)
+            throw new ModelConfigException($"{directory}: copying the weights into memory (no mmap) needs {need / 1e9:F1} GB, " +
+                $"but only {avail / 1e9:F1} GB are available; load them memory-mapped instead (without --no-mmap / no_mmap)");
+    }
+
+    /// <summary>MemAvailable of /proc/meminfo in bytes; null where there is no such file.</summary>
+    static long? MemAvailableBytes()
+    {
+        if (!File.Exists("/proc/meminfo")) return null;
+        foreach (var line in File.ReadLines("/proc/meminfo"))
+            if (line.StartsWith("MemAvailable:", StringComparison.Ordinal)
+                && long.TryParse(line["MemAvailable:".Length..].Trim().Split(' ')[0], out long kb))
+                return kb * 1024;
+        return null;
     }
 
     /// <summary>
