@@ -21,8 +21,9 @@ namespace MMSharp.Bench;
 /// uses the median sample: bound and speed come from the same minute. The 1 GiB measurement taken before the model
 /// is built is printed beside it.
 /// The weights sit in a <see cref="WeightArena"/> (huge pages, as <c>chat --no-mmap</c> loads them), and the copy is
-/// measured on huge pages too: like with like. Through 4 KiB pages the same copy is ~20% slower here; that copy and
-/// its bound are printed on stderr for reference, and <c>--hugepages 0</c> runs everything on 4 KiB pages.
+/// measured on huge pages too: like with like (through 4 KiB pages the same copy measured 46-64 against 72-82 GB/s in
+/// one batch, the same in another). That copy and its bound are printed on stderr for reference, and
+/// <c>--hugepages 0</c> runs weights and copies on 4 KiB pages.
 /// </summary>
 static unsafe class GenerateBench
 {
@@ -87,13 +88,13 @@ static unsafe class GenerateBench
         using var model = new InternVLChatModel(config, DType.BF16) { ImgContextTokenId = ImgContextId };
         Randomize(model, new WeightArena());
         // --weights mapped: the same weights written to a safetensors file and memory-mapped back, as chat loads a
-        // checkpoint by default (page cache, 4 KiB pages); the file is removed at the end
-        string? mappedFile = opts.Get("weights") switch
+        // checkpoint by default (page cache, 4 KiB pages)
+        switch (opts.Get("weights") ?? "arena")
         {
-            null or "arena" => null,
-            "mapped" => MapWeights(model),
-            var w => throw new ArgumentException($"generate: --weights must be arena or mapped, got '{w}'"),
-        };
+            case "arena": break;
+            case "mapped": MapWeights(model); break;
+            case var w: throw new ArgumentException($"generate: --weights must be arena or mapped, got '{w}'");
+        }
         model.Eval();
         using var noGrad = GradMode.NoGrad();
 
@@ -165,7 +166,6 @@ static unsafe class GenerateBench
             Console.Error.WriteLine(DecodeAbBench.PhaseReport(config.Llm, decodeTokens));
         }
         double sampledGBs = BandwidthBench.Median([.. samples]);
-        if (mappedFile != null) File.Delete(mappedFile);                         // unlinked; the mapping stays valid
 
         var llm = config.Llm;
         long weightBytes = model.LanguageModel.NamedParameters()
@@ -182,17 +182,20 @@ static unsafe class GenerateBench
             $"huge_pages_mb={hugeMb:F0} weight_bytes_per_token={weightBytes / 1e6:F1}MB (kv read besides, not in the bound: {kvBytes / 1e6:F1}MB) block_tps={string.Join("/", blockTps.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))} team_steps={Qwen2TeamDecode.StepsRun}"));
     }
 
-    /// <summary>Writes the model's parameters to a temporary safetensors file and loads them back memory-mapped; returns the
-    /// file's path.</summary>
-    static string MapWeights(InternVLChatModel model)
+    /// <summary>Writes the model's parameters to a temporary safetensors file and loads them back memory-mapped (the file is
+    /// unlinked once mapped; the mapping stays valid).</summary>
+    static void MapWeights(InternVLChatModel model)
     {
         string path = Path.Combine(Path.GetTempPath(), $"mmsharp-generate-{Environment.ProcessId}.safetensors");
-        SafeTensorsWriter.Write(path, model.StateDict());
-        using var reader = CheckpointReader.Open(path);
-        model.LoadStateDict(reader);
+        try
+        {
+            SafeTensorsWriter.Write(path, model.StateDict());
+            using var reader = CheckpointReader.Open(path);
+            model.LoadStateDict(reader);
+        }
+        finally { File.Delete(path); }
         GC.Collect();                                       // the arena's blocks, no longer viewed, are freed
         GC.WaitForPendingFinalizers();
-        return path;
     }
 
     static bool TryResetPeakRss()

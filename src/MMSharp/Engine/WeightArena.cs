@@ -5,8 +5,9 @@ namespace MMSharp.Engine;
 /// <summary>
 /// Memory for a model's weights, handed out from large blocks that are advised to be backed by transparent huge pages
 /// (<see cref="HugePages"/>), so every weight, small ones included, is read through 2 MiB pages. Decoding streams all
-/// weights once per token; through 4 KiB pages it runs ~15% slower here (see the README's generation benchmark). A tensor from the arena keeps its block alive through <see cref="Storage.Owner"/>; a block goes back to
-/// native memory when no tensor views it any more (its finalizer). Nothing is returned to <see cref="BufferPool"/>. Thread-safe.
+/// weights once per token; through 4 KiB pages it ran ~15% slower here (README, generation benchmark). A tensor from
+/// the arena keeps its block alive through <see cref="Storage.Owner"/>; a block's native memory is freed by its
+/// finalizer once no tensor views it. Nothing is returned to <see cref="BufferPool"/>. Thread-safe.
 /// </summary>
 public sealed unsafe class WeightArena
 {
@@ -90,10 +91,10 @@ public sealed unsafe class WeightArena
         lock (_lock)
         {
             Block block;
-            if (size > BlockBytes / 4) block = NewBlock(size);
+            if (size > BlockBytes / 4) block = new Block(size);
             else
             {
-                if (_current == null || _current.Capacity - _current.Used < size) _current = NewBlock(BlockBytes);
+                if (_current == null || _current.Capacity - _current.Used < size) _current = new Block(BlockBytes);
                 block = _current;
             }
             byte* p = block.Start + block.Used;
@@ -102,6 +103,4 @@ public sealed unsafe class WeightArena
             return new Storage(p, bytes, block, readOnly: false);
         }
     }
-
-    static Block NewBlock(long capacity) => new(capacity);
 }
