@@ -60,7 +60,8 @@ static unsafe class GenerateBench
     /// tens of ms of JIT, which is not the steady-state speed the bound is compared with) --team on|off
     /// --prefetch BYTES (<see cref="GemmSmallM.PrefetchBytes"/>, 0 = none) --profile 1 (the team step's time per phase)
     /// --hugepages 0 (weights on 4 KiB pages instead of transparent huge pages)
-    /// --weights arena|mapped (mapped: written to a temporary safetensors file and memory-mapped, as chat without --no-mmap).</summary>
+    /// --weights arena|mapped|copied (written to a temporary safetensors file and loaded back memory-mapped, as chat does
+    /// by default, or copied into an arena, as chat --no-mmap does; stderr shows the load time).</summary>
     public static void Run(Options opts)
     {
         string preset = opts.Get("preset") ?? "internvl3-1b";
@@ -87,14 +88,15 @@ static unsafe class GenerateBench
         var config = InternVLChatConfig.Parse(InternVL3_1B, "preset internvl3-1b");
         using var model = new InternVLChatModel(config, DType.BF16) { ImgContextTokenId = ImgContextId };
         Randomize(model, new WeightArena());
-        // --weights mapped: the same weights written to a safetensors file and memory-mapped back, as chat loads a
-        // checkpoint by default (page cache, 4 KiB pages)
-        switch (opts.Get("weights") ?? "arena")
+        // --weights mapped | copied: the same weights written to a safetensors file and loaded back, memory-mapped as chat
+        // loads a checkpoint by default (page cache, 4 KiB pages), or copied into an arena as chat --no-mmap does
+        string weights = opts.Get("weights") ?? "arena";
+        double loadS = weights switch
         {
-            case "arena": break;
-            case "mapped": MapWeights(model); break;
-            case var w: throw new ArgumentException($"generate: --weights must be arena or mapped, got '{w}'");
-        }
+            "arena" => 0,
+            "mapped" or "copied" => Reload(model, weights == "copied"),
+            _ => throw new ArgumentException($"generate: --weights must be arena, mapped or copied, got '{weights}'"),
+        };
         model.Eval();
         using var noGrad = GradMode.NoGrad();
 
@@ -179,23 +181,27 @@ static unsafe class GenerateBench
             $"generate preset={preset} tiles=1 prompt_tokens={T} prefill_tps={T / prefillS:F1} decode_tps={decodeTokens / decodeS:F2} vision_ms_per_tile={visionMs:F0} peak_rss_mb={peakMb:F0} decode_bound_tps={bound:F2}"));
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  threads={threads} team={(Qwen2ForCausalLM.TeamDecode ? "on" : "off")} copy_gbs={sampledGBs:F1} (samples {string.Join("/", samples.Select(g => g.ToString("F0", CultureInfo.InvariantCulture)))}; 1 GiB before: {copyGBs:F1}; on 4 KiB pages: {copy4kGBs:F1}, bound {copy4kGBs * 1e9 / weightBytes:F2}) " +
-            $"huge_pages_mb={hugeMb:F0} weight_bytes_per_token={weightBytes / 1e6:F1}MB (kv read besides, not in the bound: {kvBytes / 1e6:F1}MB) block_tps={string.Join("/", blockTps.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))} team_steps={Qwen2TeamDecode.StepsRun}"));
+            $"huge_pages_mb={hugeMb:F0} weights={weights}{(loadS > 0 ? $" (loaded in {loadS:F2} s)" : "")} weight_bytes_per_token={weightBytes / 1e6:F1}MB (kv read besides, not in the bound: {kvBytes / 1e6:F1}MB) block_tps={string.Join("/", blockTps.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))} team_steps={Qwen2TeamDecode.StepsRun}"));
     }
 
-    /// <summary>Writes the model's parameters to a temporary safetensors file and loads them back memory-mapped (the file is
-    /// unlinked once mapped; the mapping stays valid).</summary>
-    static void MapWeights(InternVLChatModel model)
+    /// <summary>Writes the model's parameters to a temporary safetensors file and loads them back, memory-mapped or copied into
+    /// a new arena (the file is unlinked once loaded; a mapping stays valid); returns the seconds the load took.</summary>
+    static double Reload(InternVLChatModel model, bool copy)
     {
         string path = Path.Combine(Path.GetTempPath(), $"mmsharp-generate-{Environment.ProcessId}.safetensors");
+        var sw = new Stopwatch();
         try
         {
             SafeTensorsWriter.Write(path, model.StateDict());
+            sw.Start();
             using var reader = CheckpointReader.Open(path);
-            model.LoadStateDict(reader);
+            model.LoadStateDict(reader, copyInto: copy ? new WeightArena() : null);
+            sw.Stop();
         }
         finally { File.Delete(path); }
-        GC.Collect();                                       // the arena's blocks, no longer viewed, are freed
+        GC.Collect();                                       // the first arena's blocks, no longer viewed, are freed
         GC.WaitForPendingFinalizers();
+        return sw.Elapsed.TotalSeconds;
     }
 
     static bool TryResetPeakRss()
