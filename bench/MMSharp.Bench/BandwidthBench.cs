@@ -37,13 +37,13 @@ static unsafe class BandwidthBench
     }
 
     /// <summary>Two 2 MiB-aligned buffers with every page touched (first touch is not what is measured), on huge pages
-    /// when <see cref="WeightArena.HugePages"/> is on, as the weights are: the bound compares like with like.</summary>
+    /// when <see cref="HugePages.Enabled"/> is on, as the weights are: the bound compares like with like.</summary>
     static void TouchedPair(long bytes, out byte* src, out byte* dst)
     {
         src = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 2 << 20);
         dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 2 << 20);
-        WeightArena.AdviseHugePages(src, bytes);
-        WeightArena.AdviseHugePages(dst, bytes);
+        HugePages.Advise(src, bytes);
+        HugePages.Advise(dst, bytes);
         new Span<byte>(src, (int)bytes).Fill(1);
         new Span<byte>(dst, (int)bytes).Clear();
     }

@@ -22,7 +22,7 @@ static unsafe class GemvStreamBench
         long N = (512L << 20) / (2L * K);
         long bytes = N * K * 2;
         ushort* w = (ushort*)NativeMemory.AlignedAlloc((nuint)bytes, 2 << 20);
-        WeightArena.AdviseHugePages((byte*)w, bytes);                             // as the weights are (WeightArena)
+        HugePages.Advise((byte*)w, bytes);                             // as the weights are (WeightArena)
         float* a = (float*)NativeMemory.AlignedAlloc((nuint)K * 4, 64), c = (float*)NativeMemory.AlignedAlloc((nuint)N * 4, 64);
         try
         {

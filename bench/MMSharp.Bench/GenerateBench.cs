@@ -60,8 +60,9 @@ static unsafe class GenerateBench
     /// tens of ms of JIT, which is not the steady-state speed the bound is compared with) --team on|off
     /// --prefetch BYTES (<see cref="GemmSmallM.PrefetchBytes"/>, 0 = none) --profile 1 (the team step's time per phase)
     /// --hugepages 0 (weights on 4 KiB pages instead of transparent huge pages)
-    /// --weights arena|mapped|copied (written to a temporary safetensors file and loaded back memory-mapped, as chat does
-    /// by default, or copied into an arena, as chat --no-mmap does; stderr shows the load time).</summary>
+    /// --weights arena|mapped|mapped-cold|copied (written to a temporary safetensors file and loaded back memory-mapped, as
+    /// chat does by default, from the pages its writing left in the cache or, mapped-cold, after dropping them; or copied
+    /// into an arena, as chat --no-mmap does; stderr shows the load time).</summary>
     public static void Run(Options opts)
     {
         string preset = opts.Get("preset") ?? "internvl3-1b";
@@ -74,13 +75,13 @@ static unsafe class GenerateBench
         Qwen2ForCausalLM.TeamDecode = (opts.Get("team") ?? "on") != "off";
         if (opts.Get("prefetch") is { } pf) GemmSmallM.PrefetchBytes = int.Parse(pf);
         // --hugepages 0: the weights (and the copy-bandwidth buffers) on 4 KiB pages, for comparison
-        if (opts.Get("hugepages") == "0") WeightArena.HugePages = false;
+        if (opts.Get("hugepages") == "0") HugePages.Enabled = false;
         double copyGBs = BandwidthBench.CopyGBs(threads);
         // for reference: the same copy through 4 KiB pages (what a plain malloc'd STREAM-style copy measures here)
-        bool huge = WeightArena.HugePages;
-        WeightArena.HugePages = false;
+        bool huge = HugePages.Enabled;
+        HugePages.Enabled = false;
         double copy4kGBs = BandwidthBench.CopyGBs(threads);
-        WeightArena.HugePages = huge;
+        HugePages.Enabled = huge;
         Par.Threads = threads;
         // peak RSS from here on: the model's, not the 2 GiB of the copy above (VmHWM reset, Linux 4.0+)
         bool hwmReset = TryResetPeakRss();
@@ -94,8 +95,8 @@ static unsafe class GenerateBench
         double loadS = weights switch
         {
             "arena" => 0,
-            "mapped" or "copied" => Reload(model, weights == "copied"),
-            _ => throw new ArgumentException($"generate: --weights must be arena, mapped or copied, got '{weights}'"),
+            "mapped" or "mapped-cold" or "copied" => Reload(model, copy: weights == "copied", evict: weights == "mapped-cold"),
+            _ => throw new ArgumentException($"generate: --weights must be arena, mapped, mapped-cold or copied, got '{weights}'"),
         };
         model.Eval();
         using var noGrad = GradMode.NoGrad();
@@ -146,7 +147,7 @@ static unsafe class GenerateBench
         for (int i = 0; i < warmupTokens; i++) Decode();
         // the decode steps allocate nothing from here on; read before the bandwidth samples' buffers exist
         double peakMb = hwmReset ? PeakRssMb() : Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
-        double hugeMb = ProcKb("/proc/self/smaps_rollup", "AnonHugePages:") / 1024.0;
+        double hugeMb = (ProcKb("/proc/self/smaps_rollup", "AnonHugePages:") + ProcKb("/proc/self/smaps_rollup", "FilePmdMapped:")) / 1024.0;
         Qwen2TeamDecode.ProfilePhases = opts.Get("profile") == "1";
         // timed blocks of DecodeBlock steps, a copy-bandwidth sample before the first and after each
         var samples = new List<double> { BandwidthBench.CopyGBsQuick(threads) };
@@ -185,14 +186,19 @@ static unsafe class GenerateBench
     }
 
     /// <summary>Writes the model's parameters to a temporary safetensors file and loads them back, memory-mapped or copied into
-    /// a new arena (the file is unlinked once loaded; a mapping stays valid); returns the seconds the load took.</summary>
-    static double Reload(InternVLChatModel model, bool copy)
+    /// a new arena (the file is unlinked once loaded; a mapping stays valid); returns the seconds the load took. With
+    /// <paramref name="evict"/> the file's pages are dropped from the page cache first, so the load reads it as from a cold
+    /// disk cache (large folios), not as the small folios its writing left.</summary>
+    static double Reload(InternVLChatModel model, bool copy, bool evict)
     {
         string path = Path.Combine(Path.GetTempPath(), $"mmsharp-generate-{Environment.ProcessId}.safetensors");
         var sw = new Stopwatch();
         try
         {
-            SafeTensorsWriter.Write(path, model.StateDict());
+            SafeTensorsWriter.Write(path, model.StateDict());                    // written durably: its cached pages are clean
+            if (evict)
+                using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read))
+                    PosixFadvise((int)fs.SafeFileHandle.DangerousGetHandle(), 0, 0, PosixFadvDontNeed);
             sw.Start();
             using var reader = CheckpointReader.Open(path);
             model.LoadStateDict(reader, copyInto: copy ? new WeightArena() : null);
@@ -203,6 +209,10 @@ static unsafe class GenerateBench
         GC.WaitForPendingFinalizers();
         return sw.Elapsed.TotalSeconds;
     }
+
+    const int PosixFadvDontNeed = 4;
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "posix_fadvise")]
+    static extern int PosixFadvise(int fd, long offset, long length, int advice);
 
     static bool TryResetPeakRss()
     {

@@ -22,7 +22,7 @@ internal static class ChatCommand
     internal static readonly Option<int?> TopK = new("--top-k") { Description = "Sample among the k most likely tokens (default 50 as HF; 0 = all)." };
     internal static readonly Option<ulong?> Seed = new("--seed") { Description = "Seed of the sampler." };
     internal static readonly Option<string?> DumpTensors = new("--dump-tensors") { Description = "Write the first forward's tensors (.npy) to this directory." };
-    internal static readonly Option<bool> NoMmap = new("--no-mmap") { Description = "Copy the weights into memory on huge pages instead of memory-mapping the safetensors: faster decoding (README: Inference), costs the model size in RAM and a copy at load." };
+    internal static readonly Option<bool> NoMmap = new("--no-mmap") { Description = "Copy the weights into memory on huge pages instead of memory-mapping the safetensors: faster decoding when the files were written recently (README: Inference); costs the model size in RAM and a copy at load." };
 
     public static Command Build(CliConsole io)
     {

@@ -4,8 +4,7 @@ namespace MMSharp.Engine;
 
 /// <summary>
 /// Memory for a model's weights, handed out from large blocks that are advised to be backed by transparent huge pages
-/// (<see cref="HugePages"/>), so every weight, small ones included, is read through 2 MiB pages. Decoding streams all
-/// weights once per token; through 4 KiB pages it ran ~15% slower here (README, generation benchmark). A tensor from
+/// (<see cref="HugePages"/>), so every weight, small ones included, is read through 2 MiB pages. A tensor from
 /// the arena keeps its block alive through <see cref="Storage.Owner"/>; a block's native memory is freed by its
 /// finalizer once no tensor views it. Nothing is returned to <see cref="BufferPool"/>. Thread-safe.
 /// </summary>
@@ -13,29 +12,6 @@ public sealed unsafe class WeightArena
 {
     /// <summary>Size of a shared block; a tensor of more than a quarter of it gets a block of its own.</summary>
     const long BlockBytes = 64L << 20;
-
-    public const int HugePage = 2 << 20;
-    const int MadvHugepage = 14;
-
-    /// <summary>
-    /// Whether blocks are advised to be backed by transparent huge pages (Linux; on by default, <c>MMSHARP_HUGEPAGES=0</c>
-    /// turns it off). Read through 4 KiB pages, a weight stream takes a TLB miss (a nested page walk in a VM) every 4 KiB
-    /// and the hardware prefetchers stop at each page boundary. Other buffers (<see cref="BufferPool"/>) keep 4 KiB pages:
-    /// a training step measured no faster on huge pages, and their size-class slack would become resident.
-    /// </summary>
-    public static bool HugePages { get; set; } = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("MMSHARP_HUGEPAGES") != "0";
-
-    [DllImport("libc", EntryPoint = "madvise")] static extern int MAdvise(nint addr, nuint length, int advice);
-
-    /// <summary>madvise(MADV_HUGEPAGE) over the whole 2 MiB pages inside [start, start + length) when <see cref="HugePages"/>
-    /// is on, before anything there is touched (the page size is chosen at first touch). Advice only: an error (a kernel
-    /// without THP) changes nothing.</summary>
-    public static void AdviseHugePages(byte* start, long length)
-    {
-        if (!HugePages) return;
-        nint first = ((nint)start + HugePage - 1) & ~(nint)(HugePage - 1), end = ((nint)start + (nint)length) & ~(nint)(HugePage - 1);
-        if (end > first) MAdvise(first, (nuint)(end - first), MadvHugepage);
-    }
 
     readonly Lock _lock = new();
     Block? _current;
@@ -50,11 +26,11 @@ public sealed unsafe class WeightArena
 
         public Block(long capacity)
         {
-            long rounded = (capacity + HugePage - 1) / HugePage * HugePage;
-            Start = (byte*)NativeMemory.AlignedAlloc((nuint)rounded, HugePage);
+            long rounded = (capacity + HugePages.Size - 1) / HugePages.Size * HugePages.Size;
+            Start = (byte*)NativeMemory.AlignedAlloc((nuint)rounded, HugePages.Size);
             Capacity = rounded;
             GC.AddMemoryPressure(rounded);
-            AdviseHugePages(Start, rounded);
+            HugePages.Advise(Start, rounded);
         }
 
         ~Block()

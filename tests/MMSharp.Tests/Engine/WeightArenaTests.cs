@@ -1,10 +1,9 @@
-using System.Globalization;
 using System.Runtime.CompilerServices;
 using MMSharp.Engine;
 
 namespace MMSharp.Tests.Engine;
 
-/// <summary>WeightArena: placement, copies, lifetime, and the huge-page advice its blocks get.</summary>
+/// <summary>WeightArena: placement, copies, lifetime (its huge pages: <see cref="HugePagesTests"/>).</summary>
 public sealed unsafe class WeightArenaTests
 {
     [Fact]
@@ -75,63 +74,5 @@ public sealed unsafe class WeightArenaTests
         new Span<float>(small.F32Ptr, 100).Fill(3f);
         new Span<float>(big.F32Ptr, 6 << 20).Fill(4f);
         return (small, big);
-    }
-
-    [Fact]
-    public void Blocks_AreBackedByHugePages_WhereTheKernelOffersThem_AndNotWhenTurnedOff()
-    {
-        string mode = ThpMode();
-        bool before = WeightArena.HugePages;
-        try
-        {
-            WeightArena.HugePages = true;
-            long onKb = TouchedBlockHugeKb(out long blockKb);
-            WeightArena.HugePages = false;
-            long offKb = TouchedBlockHugeKb(out _);
-            if (mode is "always" or "madvise")
-                Assert.True(onKb >= blockKb / 2, $"THP mode {mode}: only {onKb} of {blockKb} kB on huge pages");
-            if (mode is "madvise" or "never")
-                Assert.Equal(0, offKb);
-            if (mode == "never") Assert.Equal(0, onKb);
-        }
-        finally { WeightArena.HugePages = before; }
-    }
-
-    /// <summary>AnonHugePages (kB) of the mappings under a freshly touched 32 MiB arena tensor.</summary>
-    static long TouchedBlockHugeKb(out long blockKb)
-    {
-        var arena = new WeightArena();
-        using var t = arena.Empty([8 << 20], DType.F32);
-        new Span<float>(t.F32Ptr, 8 << 20).Fill(1f);
-        blockKb = 32 << 10;
-        return AnonHugeKb((nint)t.DataPtr, (nint)t.DataPtr + (32 << 20));
-    }
-
-    /// <summary>The bracketed mode of /sys/kernel/mm/transparent_hugepage/enabled ("never" without the file).</summary>
-    static string ThpMode()
-    {
-        const string path = "/sys/kernel/mm/transparent_hugepage/enabled";
-        if (!File.Exists(path)) return "never";
-        string s = File.ReadAllText(path);
-        int a = s.IndexOf('['), b = s.IndexOf(']');
-        return a >= 0 && b > a ? s[(a + 1)..b] : "never";
-    }
-
-    /// <summary>Sum of AnonHugePages over the /proc/self/smaps entries overlapping [start, end).</summary>
-    static long AnonHugeKb(nint start, nint end)
-    {
-        long kb = 0;
-        bool inside = false;
-        foreach (var line in File.ReadLines("/proc/self/smaps"))
-        {
-            int dash = line.IndexOf('-'), space = line.IndexOf(' ');
-            if (dash > 0 && space > dash
-                && long.TryParse(line.AsSpan(0, dash), NumberStyles.HexNumber, null, out long lo)
-                && long.TryParse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, null, out long hi))
-                inside = lo < end && hi > start;
-            else if (inside && line.StartsWith("AnonHugePages:"))
-                kb += long.Parse(line["AnonHugePages:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
-        }
-        return kb;
     }
 }

@@ -44,6 +44,10 @@ internal sealed unsafe class MappedFile
         // DangerousGetHandle takes no reference: the handle is kept alive by this object, and this object by the storages.
         _base = (byte*)_view.SafeMemoryMappedViewHandle.DangerousGetHandle() + _view.PointerOffset;
         Length = expectedLength;
+        // Before any page is touched: page-cache folios of 2 MiB (ext4 reads a cold file into large folios) are then
+        // mapped whole, so decoding streams the weights through 2 MiB pages (HugePages); a file whose pages the cache
+        // holds as small folios (e.g. written just now) still maps in 4 KiB pages.
+        HugePages.Advise(_base, expectedLength);
     }
 
     /// <summary>A read-only storage over bytes [offset, offset + length) of the file.</summary>

@@ -218,9 +218,10 @@ public sealed class InternVLChatModel : Module
 
     /// <summary>
     /// Loads a Hugging Face InternVL chat checkpoint directory: config.json, then model.safetensors or a sharded
-    /// model.safetensors.index.json. Weights keep their stored dtype and stay memory-mapped (no copy), or with
-    /// <paramref name="mapped"/> false are copied into process memory backed by huge pages (<see cref="WeightArena"/>:
-    /// decoding, which streams every weight per token, runs faster; the files' page cache is then no longer used).
+    /// model.safetensors.index.json. Weights keep their stored dtype and stay memory-mapped (no copy; mapped through huge
+    /// pages where the page cache holds the file in 2 MiB folios, see <see cref="HugePages"/>), or with
+    /// <paramref name="mapped"/> false are copied into a <see cref="WeightArena"/>, on huge pages whatever the page cache
+    /// holds (decoding, which streams every weight per token, then runs at that speed even for a file written just now).
     /// Every missing, unexpected and wrongly shaped tensor is reported in one <see cref="StateDictMismatchException"/>.
     /// <c>language_model.lm_head.weight</c> is expected; only when the checkpoint lacks it is the head tied to the
     /// embeddings (recorded in <see cref="LoadNotes"/>). The <c>&lt;IMG_CONTEXT&gt;</c> id is taken from
