@@ -3,7 +3,7 @@
 #   bench/run.sh gemm [--dtype fp32|bf16w] [--m 256] [--k 896] [--n 4864] [--threads 2] [--path avx2]
 #   bench/run.sh bandwidth [--threads 2]
 #   bench/run.sh attention [--threads 1,2] [--t 1024] [--d 64]
-#   bench/run.sh generate --preset internvl3-1b [--threads 2]
+#   bench/run.sh generate --preset internvl3-1b [--threads 2] [--hugepages 0] [--weights arena|mapped|mapped-cold|copied] [--profile 1]
 #   bench/run.sh train-layer [--seq 512] [--threads 2] [--steps 10] [--recompute 0|1] [--profile 0|1]
 #     its PyTorch reference: /usr/bin/python3 bench/reference/torch_train_layer.py [--seq 512] [--threads 2] [--steps 10]
 # OpenBLAS (libopenblas-dev) is the reference of the gemm bench only; it is installed here if missing.

@@ -89,8 +89,8 @@ static unsafe class GenerateBench
         var config = InternVLChatConfig.Parse(InternVL3_1B, "preset internvl3-1b");
         using var model = new InternVLChatModel(config, DType.BF16) { ImgContextTokenId = ImgContextId };
         Randomize(model, new WeightArena());
-        // --weights mapped | copied: the same weights written to a safetensors file and loaded back, memory-mapped as chat
-        // loads a checkpoint by default (page cache, 4 KiB pages), or copied into an arena as chat --no-mmap does
+        // --weights mapped | mapped-cold | copied: the same weights written to a safetensors file and loaded back,
+        // memory-mapped as chat loads a checkpoint by default, or copied into an arena as chat --no-mmap does
         string weights = opts.Get("weights") ?? "arena";
         double loadS = weights switch
         {

@@ -4,7 +4,7 @@ using MMSharp.Bench;
 //   mmsharp-bench gemm [--dtype fp32|bf16w] [--m M] [--k K] [--n N] [--threads T] [--path avx512|avx2|scalar] [--clock cpu]
 //   mmsharp-bench bandwidth [--threads T]
 //   mmsharp-bench attention [--threads T] [--t 1024] [--d 64] [--reps 5]
-//   mmsharp-bench generate --preset internvl3-1b [--threads T] [--team on|off] [--tokens 32] [--warmup 3] [--prefetch BYTES] [--profile 1]
+//   mmsharp-bench generate --preset internvl3-1b [--threads T] [--team on|off] [--tokens 32] [--warmup 3] [--prefetch BYTES] [--profile 1] [--hugepages 0] [--weights arena|mapped|mapped-cold|copied]
 //   mmsharp-bench decode-ab [--threads 2] [--rounds 8] [--block 4] [--prompt 300] [--clock cpu] [--b op|norescue|chunk32|chunk128|chunk256|nopf|pf:BYTES|nonext|next:BYTES]
 //   mmsharp-bench gemv-shape [--count 24] [--reps 11] [--wrap 2432] [--threads 2]
 //   mmsharp-bench decode-attention [--g 7] [--tk 330,1000]

@@ -131,10 +131,7 @@ internal sealed unsafe class DecodeTeam : IDisposable
     public long ShareStart(int p, int member)
     {
         long* s = Phase(p);
-        if (s[0] != SharePhase) return -1;
-        long packed = s[(member + 1) * Line];
-        long front = packed & 0xFFFFFFFFL, back = packed >> 32;
-        return front < back ? front : -1;
+        return s[0] == SharePhase ? WorkShare.Front(s + (member + 1) * Line) : -1;
     }
 
     /// <summary>Whether every chunk of phase <paramref name="p"/> is finished.</summary>

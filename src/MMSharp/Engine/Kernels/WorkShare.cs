@@ -10,6 +10,14 @@ internal static unsafe class WorkShare
     /// <summary>The word of the share [front, back).</summary>
     public static long Pack(long front, long back) => front | back << 32;
 
+    /// <summary>The first unclaimed chunk of the share at <paramref name="st"/> without claiming it, −1 when it is empty.</summary>
+    public static long Front(long* st)
+    {
+        long v = Volatile.Read(ref *st);
+        long f = v & 0xFFFFFFFF, b = v >> 32;
+        return f < b ? f : -1;
+    }
+
     /// <summary>Claims the first unclaimed chunk of the share at <paramref name="st"/>, −1 when it is empty.</summary>
     public static long ClaimFront(long* st)
     {

@@ -290,26 +290,37 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             float* normW = buf + OffNormW + 2L * l * Up(C);
             if (l > 0) Add(h, buf + OffD(l - 1));                                // h = h + mlp (previous layer)
             Norm(h, normW, layer.InputLayernorm.Eps, xn);
-            RunPhase(member, p, ctx, xn, qRot); Mark(member, 0);                 // q/k/v
-            RunPhase(member, p + 1, ctx, xn, qRot); Mark(member, 1);             // attention
-            RunPhase(member, p + 2, ctx, buf + OffAttn(l), qRot); Mark(member, 2); // o_proj
+            RunPhase(member, p, ctx, xn, qRot);                                  // q/k/v
+            RunPhase(member, p + 1, ctx, xn, qRot);                              // attention
+            RunPhase(member, p + 2, ctx, buf + OffAttn(l), qRot);                 // o_proj
             Add(h, buf + OffO(l));                                               // h = h + attn
             Norm(h, normW + Up(C), layer.PostAttentionLayernorm.Eps, xn);
-            RunPhase(member, p + 3, ctx, xn, qRot); Mark(member, 3);             // gate/up
+            RunPhase(member, p + 3, ctx, xn, qRot);                              // gate/up
             var op = new Ops.SiluMulOp();
             float* gu = buf + OffGu(l);
             VectorLoop.ZipContiguous(ref op, gu, gu + I, act, I);
-            RunPhase(member, p + 4, ctx, act, qRot); Mark(member, 4);            // down_proj
+            RunPhase(member, p + 4, ctx, act, qRot);                             // down_proj
         }
         Add(h, buf + OffD(L - 1));
         Norm(h, buf + OffNormW + 2L * L * Up(C), _lm.Model.Norm.Eps, xn);
-        RunPhase(member, L * PhasesPerLayer, ctx, xn, qRot); Mark(member, 5);   // LM head
+        RunPhase(member, L * PhasesPerLayer, ctx, xn, qRot);                    // LM head
+    }
+
+    /// <summary>Phase kind of phase <paramref name="p"/> as <see cref="PhaseSeconds"/> books it: 0-4 within a layer, 5 the head.</summary>
+    int PhaseKind(int p) => p / PhasesPerLayer == L ? 5 : p % PhasesPerLayer;
+
+    /// <summary>Phase <paramref name="p"/> (<see cref="RunChunks"/>), its time booked under its kind.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    void RunPhase(int member, int p, StepContext ctx, float* x, float* qRot)
+    {
+        RunChunks(member, p, ctx, x, qRot);
+        Mark(member, PhaseKind(p));
     }
 
     /// <summary>Claims and runs chunks of phase <paramref name="p"/> until none is left, then waits for the others'
     /// chunks, running any still unfinished after <see cref="DecodeTeam.RescueAfterMicroseconds"/> itself.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    void RunPhase(int member, int p, StepContext ctx, float* x, float* qRot)
+    void RunChunks(int member, int p, StepContext ctx, float* x, float* qRot)
     {
         if (_members == 1) { RunWhole(p, ctx, x, qRot); return; }
         long c;
@@ -334,7 +345,7 @@ internal sealed unsafe class Qwen2TeamDecode : IDisposable
             }
         }
         if (ProfilePhases && member == 0)
-            PhaseSeconds[7 + (p / PhasesPerLayer == L ? 5 : p % PhasesPerLayer)] += (Now() - waitMark) / (double)System.Diagnostics.Stopwatch.Frequency;
+            PhaseSeconds[7 + PhaseKind(p)] += (Now() - waitMark) / (double)System.Diagnostics.Stopwatch.Frequency;
     }
 
     /// <summary>Bytes of its share of the next GEMV phase a member prefetches once it has nothing left to claim in the
