@@ -22,12 +22,13 @@ internal static class ChatCommand
     internal static readonly Option<int?> TopK = new("--top-k") { Description = "Sample among the k most likely tokens (default 50 as HF; 0 = all)." };
     internal static readonly Option<ulong?> Seed = new("--seed") { Description = "Seed of the sampler." };
     internal static readonly Option<string?> DumpTensors = new("--dump-tensors") { Description = "Write the first forward's tensors (.npy) to this directory." };
+    internal static readonly Option<bool> Stats = new("--stats") { Description = "Print timings on stderr: the load, then per answer the prompt's prefill (vision encoder included) and the decoding speed in tokens/s." };
     internal static readonly Option<bool> NoMmap = new("--no-mmap") { Description = "Copy the weights into memory on huge pages instead of memory-mapping the safetensors: faster decoding when the files were written recently (README: Inference); costs the model size in RAM and a copy at load." };
 
     public static Command Build(CliConsole io)
     {
         var cmd = new Command("chat", "Ask an InternVL model about images, a video or plain text.");
-        foreach (var o in new Option[] { Model, Images, Video, NumSegments, Prompt, MaxTiles, MaxNewTokens, Temperature, TopP, TopK, Seed, DumpTensors, NoMmap })
+        foreach (var o in new Option[] { Model, Images, Video, NumSegments, Prompt, MaxTiles, MaxNewTokens, Temperature, TopP, TopK, Seed, DumpTensors, Stats, NoMmap })
             cmd.Options.Add(o);
         cmd.SetAction(parse => io.Guard(parse, () => Run(parse, io)));
         return cmd;
@@ -42,6 +43,8 @@ internal static class ChatCommand
         foreach (var f in images.Append(video).OfType<string>())
             if (!File.Exists(f)) throw new CliException($"file '{f}' does not exist");
         using var loaded = LoadedModel.Open(p.GetValue(Model)!, mapped: !p.GetValue(NoMmap));
+        bool stats = p.GetValue(Stats);
+        if (stats) io.Err.WriteLine(StatsLine.Load(loaded));
         var chooser = decoding.CreateChooser(loaded.Model.Config.Llm.VocabSize);
         using var session = new ChatSession(loaded.Generator, p.GetValue(MaxTiles));
         string? dump = p.GetValue(DumpTensors);
@@ -57,7 +60,7 @@ internal static class ChatCommand
         string? prompt = p.GetValue(Prompt);
         if (prompt != null)
         {
-            Answer(session, prompt, decoding, chooser, io, dump);
+            Answer(session, prompt, decoding, chooser, io, dump, stats);
             return 0;
         }
         io.Err.WriteLine("Interactive chat: type a question; /image PATH attaches an image, /reset starts over, /exit quits.");
@@ -79,18 +82,19 @@ internal static class ChatCommand
                 continue;
             }
             if (line.StartsWith('/')) { io.Err.WriteLine($"unknown command {line.Split(' ')[0]} (known: /image PATH, /reset, /exit)"); continue; }
-            try { Answer(session, line, decoding, chooser, io, dump); }
+            try { Answer(session, line, decoding, chooser, io, dump, stats); }
             catch (ContextLengthException e) { io.Err.WriteLine("error: " + e.Message); }
             dump = null;   // only the first forward is dumped
         }
     }
 
-    static void Answer(ChatSession session, string question, Decoding decoding, ITokenChooser chooser, CliConsole io, string? dump)
+    static void Answer(ChatSession session, string question, Decoding decoding, ITokenChooser chooser, CliConsole io, string? dump, bool stats)
     {
         var result = session.Ask(question, decoding.MaxNewTokens, chooser, piece => { io.Out.Write(piece); io.Out.Flush(); },
             dump == null ? null : (ids, pv) => TensorDump.WritePrompt(dump, session.Generator.Model, ids, pv));
         io.Out.WriteLine();
         io.Out.Flush();
         if (dump != null) TensorDump.WriteGenerated(dump, result.Tokens);
+        if (stats) io.Err.WriteLine(StatsLine.Answer(result));
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MMSharp.Engine;
@@ -117,6 +118,9 @@ internal static class EvalCommand
             progress.Advance(batch.Count);
         }
         progress.Finish();
+        if (todo.Count > 0)
+            io.Err.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"eval: answered {todo.Count} records in {ProgressBar.Clock(progress.Elapsed)} ({progress.Elapsed.TotalSeconds / todo.Count:F2} s each); results in {outPath}"));
         return 0;
     }
 
@@ -164,19 +168,32 @@ internal static class EvalCommand
             new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
 }
 
-/// <summary>A one-line text progress bar on stderr: <c>[#######.............]  35/100</c>.</summary>
+/// <summary>
+/// A one-line text progress bar on stderr, redrawn in place: <c>[#######.............]  35/100  2:05 elapsed, ETA 3:52</c>.
+/// The estimate extrapolates the records answered in this run (records already in the results file took no time).
+/// </summary>
 internal sealed class ProgressBar(TextWriter err, int total, int done)
 {
+    readonly int _start = done;
+    readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     int _done = done;
+
+    public TimeSpan Elapsed => _clock.Elapsed;
 
     public void Advance(int n)
     {
         _done += n;
         const int width = 30;
         int filled = total == 0 ? width : (int)((long)_done * width / total);
-        err.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {_done}/{total}");
+        var elapsed = _clock.Elapsed;
+        string eta = _done > _start && _done < total ? ", ETA " + Clock(elapsed * ((double)(total - _done) / (_done - _start))) : "";
+        err.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {_done}/{total}  {Clock(elapsed)} elapsed{eta}   ");
         err.Flush();
     }
 
     public void Finish() => err.WriteLine();
+
+    /// <summary>m:ss, or h:mm:ss from an hour on.</summary>
+    internal static string Clock(TimeSpan t) =>
+        t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t.Minutes:00}:{t.Seconds:00}" : $"{(int)t.TotalMinutes}:{t.Seconds:00}";
 }

@@ -23,7 +23,7 @@ internal static class InferCommand
     /// <summary>The fields of the inference json this command reads (others, e.g. MindSpeed's model blocks, are ignored).</summary>
     internal sealed record InferConfig(string InferDataType, string[] FilePaths, string[] Prompts, string FromPretrained,
         string? TokenizerPath, string? Template, int NumSegments, int? MaxTiles, GenerationConfig Generation, ulong Seed, string? DumpTensors,
-        bool NoMmap = false);
+        bool NoMmap = false, bool Stats = false);
 
     internal static InferConfig Parse(string path)
     {
@@ -58,7 +58,8 @@ internal static class InferCommand
             ulong seed = r.TryGetProperty("generation_config", out var gs) && Int(gs, "seed") is int sd ? (ulong)sd : 0;
             return new InferConfig(type, files, prompts, Resolve(model), tok != null ? Resolve(tok) : null, Str(r, "template", path),
                 Int(r, "num_segments") ?? 8, Int(r, "max_num") ?? Int(r, "max_tiles"), generation, seed,
-                Str(r, "dump_tensors", path) is string d ? Resolve(d) : null, Bool(r, "no_mmap", path) ?? false);
+                Str(r, "dump_tensors", path) is string d ? Resolve(d) : null, Bool(r, "no_mmap", path) ?? false,
+                Bool(r, "stats", path) ?? false);
         }
     }
 
@@ -66,6 +67,7 @@ internal static class InferCommand
     {
         var c = Parse(path);
         using var loaded = LoadedModel.Open(c.FromPretrained, c.TokenizerPath, c.Template, c.Generation.EosTokenIds, mapped: !c.NoMmap);
+        if (c.Stats) io.Err.WriteLine(StatsLine.Load(loaded));
         var chooser = SamplerChooser.For(c.Generation, loaded.Model.Config.Llm.VocabSize, c.Seed);
         string? dump = c.DumpTensors;
         for (int i = 0; i < c.Prompts.Length; i++)
@@ -84,6 +86,7 @@ internal static class InferCommand
                 d == null ? null : (ids, pv) => TensorDump.WritePrompt(d, loaded.Model, ids, pv));
             io.Out.WriteLine();
             if (d != null) TensorDump.WriteGenerated(d, result.Tokens);
+            if (c.Stats) io.Err.WriteLine(StatsLine.Answer(result));
             dump = null;
         }
         io.Out.Flush();

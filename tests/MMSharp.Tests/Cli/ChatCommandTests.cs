@@ -56,19 +56,45 @@ public class ChatCommandTests
         Assert.Equal(text, stdout.Trim());
     }
 
+    /// <summary>chat about one image with <paramref name="flag"/>, dumping the tensors into <paramref name="dump"/>: the
+    /// answer (ids and printed text) must be GenerateGreedy's; returns stderr and the reference ids.</summary>
+    static (string Stderr, long[] Ids) AskAboutAnImage(string modelDir, string flag, IO.TempDir dump)
+    {
+        var image = CliFixtures.Image("opt_64x48.jpg");
+        var (code, stdout, stderr) = CliFixtures.Run(["chat", "--image", image, "--model", modelDir, "--prompt", "What is shown?",
+            "--max-new-tokens", MaxNew.ToString(), flag, "--dump-tensors", dump.Path]);
+        Assert.True(code == 0, stderr);
+        var (ids, text) = Reference(modelDir, "What is shown?", [image]);
+        using var generated = Npy.Read(dump.File("generated_ids.npy"));
+        Assert.Equal(ids, generated.ToLongArray());
+        Assert.Equal(text, stdout.Trim());
+        return (stderr, ids);
+    }
+
     [Fact]
     public void Chat_NoMmap_AnswersAsTheMappedLoadDoes()
     {
         using var dir = CliFixtures.ModelDir();
         using var dump = new IO.TempDir();
-        var image = CliFixtures.Image("opt_64x48.jpg");
-        var (code, stdout, stderr) = CliFixtures.Run(["chat", "--image", image, "--model", dir.Path, "--prompt", "What is shown?",
-            "--max-new-tokens", MaxNew.ToString(), "--no-mmap", "--dump-tensors", dump.Path]);
-        Assert.True(code == 0, stderr);
-        var (ids, text) = Reference(dir.Path, "What is shown?", [image]);
-        using var generated = Npy.Read(dump.File("generated_ids.npy"));
-        Assert.Equal(ids, generated.ToLongArray());
-        Assert.Equal(text, stdout.Trim());
+        AskAboutAnImage(dir.Path, "--no-mmap", dump);
+    }
+
+    [Fact]
+    public void Chat_Stats_PrintsTheLoadAndEachAnswersTimingsOnStderr_AndLeavesStdoutAsItWas()
+    {
+        using var dir = CliFixtures.ModelDir();
+        using var dump = new IO.TempDir();
+        var (stderr, ids) = AskAboutAnImage(dir.Path, "--stats", dump);
+        using var prompt = Npy.Read(dump.File("input_ids.npy"));
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        long weightBytes;
+        using (var model = InternVLChatModel.FromPretrained(dir.Path)) weightBytes = model.Parameters().Sum(q => q.NumEl * q.DType.SizeOf());
+        string size = System.Text.RegularExpressions.Regex.Escape((weightBytes / 1e6).ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Matches($@"^stats: loaded {System.Text.RegularExpressions.Regex.Escape(dir.Path)} in \d+\.\d\d s \({size} MB of weights, memory-mapped, \d+ threads\)$", lines[0]);
+        // the prompt's token count is the dumped input_ids', the answer's the generated ids' (a decode rate once there are two)
+        Assert.Matches($@"^stats: prompt {prompt.Shape[0]} tokens in \d+\.\d\d s \(\d+\.\d tokens/s, vision encoder included\); " +
+            $@"answer {ids.Length} tokens in \d+\.\d\d s{(ids.Length > 1 ? @", \d+\.\d tokens/s" : "")}$", lines[1]);
     }
 
     [Fact]

@@ -38,6 +38,8 @@ public class EvalInferCommandTests
         Assert.True(code == 0, err);
         Assert.Contains("3 to answer", err);
         Assert.Contains("3/3", err);
+        Assert.Contains("ETA", err);                                          // after the first batch of two
+        Assert.Matches(@"eval: answered 3 records in \d+:\d\d \(\d+\.\d\d s each\); results in ", err);
         var results = JsonNode.Parse(File.ReadAllText(outPath))!.AsArray();
         Assert.Equal(["1", "\"two\"", "3"], results.Select(r => r!["id"]!.ToJsonString()));
         Assert.Equal("Say hi.", results[1]!["prompt"]!.GetValue<string>());
@@ -56,6 +58,7 @@ public class EvalInferCommandTests
         Assert.Equal(0, code);
         Assert.Contains("3 already in", err);
         Assert.Contains("0 to answer", err);
+        Assert.DoesNotContain("eval: answered", err);
         Assert.Equal(before, File.ReadAllText(outPath));
         results.RemoveAt(1);
         File.WriteAllText(outPath, results.ToJsonString());
@@ -83,6 +86,7 @@ public class EvalInferCommandTests
             ["template"] = "internvl2_5",
             ["dump_tensors"] = dump.Path,
             ["no_mmap"] = true,                 // weights copied into memory: the answers below still equal chat's mapped ones
+            ["stats"] = true,                   // timings on stderr, stdout unchanged
             ["generation_config"] = new JsonObject { ["do_sample"] = false, ["max_new_tokens"] = 6, ["top_k"] = 50, ["eos_token_id"] = 298 },
         };
         File.WriteAllText(work.File("infer.json"), json.ToJsonString());
@@ -91,6 +95,9 @@ public class EvalInferCommandTests
         Assert.Contains("[1/2] Describe the image.", stdout);
         Assert.Contains("[2/2] What is the colour?", stdout);
         Assert.True(File.Exists(dump.File("logits.npy")));
+        Assert.Contains("MB of weights, copied into memory", err);
+        Assert.Equal(2, err.Split('\n').Count(l => l.StartsWith("stats: prompt ", StringComparison.Ordinal)));
+        Assert.DoesNotContain("stats:", stdout);
 
         var (c2, chatOut, _) = CliFixtures.Run("chat", "--model", dir.Path, "--image", work.File("img.jpg"), "--prompt", "What is the colour?", "--max-new-tokens", "6");
         Assert.Equal(0, c2);
@@ -124,4 +131,14 @@ public class EvalInferCommandTests
         Assert.NotEqual(0, code);
         Assert.Contains("infer.json: no_mmap must be true or false", err);
     }
+
+    [Theory]
+    [InlineData(0, "0:00")]
+    [InlineData(59.9, "0:59")]
+    [InlineData(61, "1:01")]
+    [InlineData(3599, "59:59")]
+    [InlineData(3600, "1:00:00")]
+    [InlineData(90061, "25:01:01")]
+    public void ProgressClock_IsMinutesAndSeconds_ThenHours(double seconds, string expected) =>
+        Assert.Equal(expected, MMSharp.Cli.ProgressBar.Clock(TimeSpan.FromSeconds(seconds)));
 }
