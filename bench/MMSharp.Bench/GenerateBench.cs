@@ -134,13 +134,15 @@ static unsafe class GenerateBench
         }
 
         // full chat-style generation: prefill with the image, then greedy decode steps
-        using var cache = model.NewCache(1, T + warmupTokens + decodeTokens + 1);
+        using var cache = model.NewCache(1, T + warmupTokens + decodeTokens + FollowUpTokens);
         var logits = model.Prefill(idsT, pixels, cache);
         using var step = Tensor.Empty([1], DType.I64);
+        var fed = new List<long>();
         void Decode()
         {
             // the greedy pick of chat / infer / eval (Generator's default chooser)
             step.SetFlat(0, GreedyChooser.Instance.Choose(new ReadOnlySpan<float>(logits.F32Ptr, checked((int)logits.NumEl)), default));
+            fed.Add(step.GetFlatLong(0));
             logits.Dispose();
             logits = model.DecodeStep(step, cache);
         }
@@ -169,6 +171,7 @@ static unsafe class GenerateBench
             Console.Error.WriteLine(DecodeAbBench.PhaseReport(config.Llm, decodeTokens));
         }
         double sampledGBs = BandwidthBench.Median([.. samples]);
+        var (followCachedS, followFullS) = FollowUp(model, ids, fed, pixels, cache);
 
         var llm = config.Llm;
         long weightBytes = model.LanguageModel.NamedParameters()
@@ -183,6 +186,30 @@ static unsafe class GenerateBench
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  threads={threads} team={(Qwen2ForCausalLM.TeamDecode ? "on" : "off")} copy_gbs={sampledGBs:F1} (samples {string.Join("/", samples.Select(g => g.ToString("F0", CultureInfo.InvariantCulture)))}; 1 GiB before: {copyGBs:F1}; on 4 KiB pages: {copy4kGBs:F1}, bound {copy4kGBs * 1e9 / weightBytes:F2}) " +
             $"huge_pages_mb={hugeMb:F0} weights={weights}{(loadS > 0 ? $" (loaded in {loadS:F2} s)" : "")} weight_bytes_per_token={weightBytes / 1e6:F1}MB (kv read besides, not in the bound: {kvBytes / 1e6:F1}MB) block_tps={string.Join("/", blockTps.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))} team_steps={Qwen2TeamDecode.StepsRun}"));
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  follow-up turn ({FollowUpTokens} new tokens after the {T}-token prompt and {fed.Count} answer tokens): from the kept KV cache {followCachedS * 1e3:F0} ms, recomputed with the image {followFullS * 1e3:F0} ms"));
+    }
+
+    /// <summary>New tokens of the follow-up turn measured after the decode.</summary>
+    const int FollowUpTokens = 24;
+
+    /// <summary>A follow-up question's prefill two ways: on the conversation's cache (which holds the prompt and every fed
+    /// answer token; what chat's <see cref="PromptCache"/> does), and recomputed from scratch with the image (what the
+    /// official model.chat() and chat --no-prefix-cache do). Returns the seconds of each.</summary>
+    static (double Cached, double Full) FollowUp(InternVLChatModel model, long[] prompt, List<long> answer, Tensor pixels, KvCache cache)
+    {
+        var rng = new Random(2);
+        var question = Enumerable.Range(0, FollowUpTokens).Select(_ => (long)rng.Next(0, 151643)).ToArray();
+        long[] all = [.. prompt, .. answer, .. question];
+        var sw = Stopwatch.StartNew();
+        using (var q = Tensor.FromArray(question, 1, question.Length))
+        using (model.Prefill(q, null, cache)) { }
+        double cached = sw.Elapsed.TotalSeconds;
+        using var full = model.NewCache(1, all.Length);
+        using var allT = Tensor.FromArray(all, 1, all.Length);
+        sw.Restart();
+        using (model.Prefill(allT, pixels, full)) { }
+        return (cached, sw.Elapsed.TotalSeconds);
     }
 
     /// <summary>Writes the model's parameters to a temporary safetensors file and loads them back, memory-mapped or copied into

@@ -23,12 +23,13 @@ internal static class ChatCommand
     internal static readonly Option<ulong?> Seed = new("--seed") { Description = "Seed of the sampler." };
     internal static readonly Option<string?> DumpTensors = new("--dump-tensors") { Description = "Write the first forward's tensors (.npy) to this directory." };
     internal static readonly Option<bool> Stats = new("--stats") { Description = "Print timings on stderr: the load, then per answer the prompt's prefill (vision encoder included) and the decoding speed in tokens/s." };
+    internal static readonly Option<bool> NoPrefixCache = new("--no-prefix-cache") { Description = "Recompute the whole conversation (history and every image) each turn, as the official model.chat() does, instead of keeping the KV cache between turns (slower; answers can differ only by float rounding)." };
     internal static readonly Option<bool> NoMmap = new("--no-mmap") { Description = "Copy the weights into memory on huge pages instead of memory-mapping the safetensors: faster decoding when the files were written recently (README: Inference); costs the model size in RAM and a copy at load." };
 
     public static Command Build(CliConsole io)
     {
         var cmd = new Command("chat", "Ask an InternVL model about images, a video or plain text.");
-        foreach (var o in new Option[] { Model, Images, Video, NumSegments, Prompt, MaxTiles, MaxNewTokens, Temperature, TopP, TopK, Seed, DumpTensors, Stats, NoMmap })
+        foreach (var o in new Option[] { Model, Images, Video, NumSegments, Prompt, MaxTiles, MaxNewTokens, Temperature, TopP, TopK, Seed, DumpTensors, Stats, NoPrefixCache, NoMmap })
             cmd.Options.Add(o);
         cmd.SetAction(parse => io.Guard(parse, () => Run(parse, io)));
         return cmd;
@@ -46,7 +47,7 @@ internal static class ChatCommand
         bool stats = p.GetValue(Stats);
         if (stats) io.Err.WriteLine(StatsLine.Load(loaded));
         var chooser = decoding.CreateChooser(loaded.Model.Config.Llm.VocabSize);
-        using var session = new ChatSession(loaded.Generator, p.GetValue(MaxTiles));
+        using var session = new ChatSession(loaded.Generator, p.GetValue(MaxTiles), reusePrefix: !p.GetValue(NoPrefixCache));
         string? dump = p.GetValue(DumpTensors);
 
         foreach (var f in images) session.AddImage(f);

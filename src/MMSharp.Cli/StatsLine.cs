@@ -24,8 +24,10 @@ internal static class StatsLine
     {
         int steps = r.Tokens.Length - 1;
         string decode = steps > 0 && r.DecodeSeconds > 0 ? Invariant($", {steps / r.DecodeSeconds:F1} tokens/s") : "";
-        double prefillRate = r.PromptTokens / Math.Max(r.PrefillSeconds, 1e-9);
-        return Invariant($"stats: prompt {r.PromptTokens} tokens in {r.PrefillSeconds:F2} s ({prefillRate:F1} tokens/s, vision encoder included); answer {r.Tokens.Length} tokens in {r.DecodeSeconds:F2} s{decode}");
+        int prefilled = r.PromptTokens - r.ReusedPromptTokens;
+        string reused = r.ReusedPromptTokens > 0 ? Invariant($", {r.ReusedPromptTokens} of them kept from the previous turn") : "";
+        double prefillRate = prefilled / Math.Max(r.PrefillSeconds, 1e-9);
+        return Invariant($"stats: prompt {r.PromptTokens} tokens{reused}; {prefilled} prefilled in {r.PrefillSeconds:F2} s ({prefillRate:F1} tokens/s, vision encoder included); answer {r.Tokens.Length} tokens in {r.DecodeSeconds:F2} s{decode}");
     }
 
     static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

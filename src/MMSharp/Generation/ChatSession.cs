@@ -6,8 +6,10 @@ namespace MMSharp.Generation;
 
 /// <summary>
 /// A multi-turn conversation as <c>model.chat(..., history=history, return_history=True)</c> keeps it: the
-/// (question, answer) pairs so far and every image attached so far. Each turn re-runs the whole prompt (history
-/// included, images expanded left to right) with all images' tiles, as the official code does.
+/// (question, answer) pairs so far and every image attached so far. Each turn's prompt is the whole conversation
+/// (history included, images expanded left to right), as the official code builds it. The official code also recomputes
+/// all of it every turn; a session by default keeps the conversation's KV cache (<see cref="PromptCache"/>), so a
+/// follow-up question prefills only the answer's re-tokenized text and the new question, and encodes only new images.
 /// </summary>
 /// <remarks>
 /// Placeholders for images attached since the previous question are put in front of the next question: one image in
@@ -19,6 +21,7 @@ public sealed class ChatSession : IDisposable
     readonly List<Tensor> _tiles = [];           // one [tiles, 3, S, S] block per image / frame
     readonly List<int> _numPatches = [];
     readonly List<(string Question, string Answer)> _history = [];
+    readonly PromptCache? _reuse;
     int _pendingImages, _pendingFrames;
 
     public Generator Generator { get; }
@@ -32,9 +35,12 @@ public sealed class ChatSession : IDisposable
     public IReadOnlyList<(string Question, string Answer)> History => _history;
     public IReadOnlyList<int> NumPatchesList => _numPatches;
 
-    public ChatSession(Generator generator, int? maxTiles = null, string? systemMessage = null)
+    /// <param name="reusePrefix">Keep the KV cache between turns (false: recompute the whole conversation every turn, as
+    /// the official code does; answers then match it without the float rounding of reused keys and values).</param>
+    public ChatSession(Generator generator, int? maxTiles = null, string? systemMessage = null, bool reusePrefix = true)
     {
         Generator = generator;
+        _reuse = reusePrefix ? new PromptCache() : null;
         MaxTiles = maxTiles ?? generator.Model.Config.MaxDynamicPatch;
         if (MaxTiles < 1) throw new ArgumentOutOfRangeException(nameof(maxTiles), $"max tiles must be >= 1, got {MaxTiles}");
         SystemMessage = systemMessage ?? generator.Model.Config.SystemMessage;
@@ -64,6 +70,7 @@ public sealed class ChatSession : IDisposable
         _tiles.Clear();
         _numPatches.Clear();
         _history.Clear();
+        _reuse?.Clear();
         _pendingImages = _pendingFrames = 0;
     }
 
@@ -115,11 +122,15 @@ public sealed class ChatSession : IDisposable
         Generator.CheckContext(ids.Length);
         using var pv = PixelValues();
         beforeGenerate?.Invoke(ids, pv);
-        var result = Generator.Generate(ids, pv, maxNewTokens, chooser, onText);
+        var result = Generator.Generate(ids, pv, maxNewTokens, chooser, onText, _reuse);
         _history.Add((q, result.Text));
         _pendingImages = _pendingFrames = 0;
         return result;
     }
 
-    public void Dispose() => Reset();
+    public void Dispose()
+    {
+        Reset();
+        _reuse?.Dispose();
+    }
 }

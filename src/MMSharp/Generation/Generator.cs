@@ -41,43 +41,67 @@ public sealed unsafe class Generator
 
     /// <summary>
     /// Generates one answer for <paramref name="promptIds"/> with the tiles <paramref name="pixelValues"/>
-    /// ([tiles, 3, S, S] or null). <paramref name="onText"/> receives the text of every token as soon as its
-    /// characters are complete (special tokens are skipped, the stop token is not printed).
+    /// ([tiles, 3, S, S] of every image in the prompt, or null). <paramref name="onText"/> receives the text of every token
+    /// as soon as its characters are complete (special tokens are skipped, the stop token is not printed). With
+    /// <paramref name="reuse"/> (a conversation's <see cref="PromptCache"/>) only the part of the prompt after what the cache
+    /// already holds is prefilled, and only the tiles of the images in that part are encoded.
     /// </summary>
     public GenerationResult Generate(IReadOnlyList<int> promptIds, Tensor? pixelValues, int maxNewTokens,
-        ITokenChooser? chooser = null, Action<string>? onText = null)
+        ITokenChooser? chooser = null, Action<string>? onText = null, PromptCache? reuse = null)
     {
         chooser ??= GreedyChooser.Instance;
         int T = promptIds.Count;
         CheckContext(T);
         if (maxNewTokens <= 0) return new GenerationResult([], "", T, false, 0, 0);
         using var noGrad = GradMode.NoGrad();
-        using var cache = Model.NewCache(1, T + maxNewTokens);
+        using var owned = reuse == null ? Model.NewCache(1, T + maxNewTokens) : null;
         var output = new List<int>(maxNewTokens);
         var stream = Tokenizer.CreateStreamingDecoder(skipSpecial: true);
         bool stopped = false;
-
-        var sw = Stopwatch.StartNew();
-        using var ids = Tensor.FromArray(promptIds.Select(i => (long)i).ToArray(), 1, T);
-        var logits = Model.Prefill(ids, pixelValues, cache);
-        double prefill = sw.Elapsed.TotalSeconds;
-        sw.Restart();
-        using var step = Tensor.Empty([1], DType.I64);
-        while (true)
+        try
         {
-            int next = chooser.Choose(Row(logits, 0), CollectionsMarshal.AsSpan(output));
-            logits.Dispose();
-            output.Add(next);
-            if (StopIds.Contains(next)) { stopped = true; break; }
-            string piece = stream.Push(next);
-            if (piece.Length > 0) onText?.Invoke(piece);
-            if (output.Count == maxNewTokens) break;
-            step.SetFlat(0, next);
-            logits = Model.DecodeStep(step, cache);
+            var sw = Stopwatch.StartNew();
+            var (cache, reused) = reuse?.Prepare(Model, promptIds, maxNewTokens) ?? (owned!, 0);
+            var logits = PrefillFrom(promptIds, reused, pixelValues, cache);
+            double prefill = sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            using var step = Tensor.Empty([1], DType.I64);
+            while (true)
+            {
+                int next = chooser.Choose(Row(logits, 0), CollectionsMarshal.AsSpan(output));
+                logits.Dispose();
+                output.Add(next);
+                if (StopIds.Contains(next)) { stopped = true; break; }
+                string piece = stream.Push(next);
+                if (piece.Length > 0) onText?.Invoke(piece);
+                if (output.Count == maxNewTokens) break;
+                step.SetFlat(0, next);
+                logits = Model.DecodeStep(step, cache);
+            }
+            string rest = stream.Flush();
+            if (rest.Length > 0) onText?.Invoke(rest);
+            reuse?.Remember(promptIds, output);
+            return new GenerationResult(output.ToArray(), Response(output), T, stopped, prefill, sw.Elapsed.TotalSeconds, reused);
         }
-        string rest = stream.Flush();
-        if (rest.Length > 0) onText?.Invoke(rest);
-        return new GenerationResult(output.ToArray(), Response(output), T, stopped, prefill, sw.Elapsed.TotalSeconds);
+        catch
+        {
+            reuse?.Clear();
+            throw;
+        }
+    }
+
+    /// <summary>Prefill of promptIds[start..] on a cache holding promptIds[..start): the tiles of the images whose
+    /// context tokens come before <paramref name="start"/> are skipped (<see cref="PromptCache"/> never cuts an image).</summary>
+    Tensor PrefillFrom(IReadOnlyList<int> promptIds, int start, Tensor? pixelValues, KvCache cache)
+    {
+        using var ids = Tensor.FromArray(promptIds.Skip(start).Select(i => (long)i).ToArray(), 1, promptIds.Count - start);
+        if (start == 0 || pixelValues == null) return Model.Prefill(ids, pixelValues, cache);
+        int ctx = Model.ImgContextTokenId ?? -1, done = 0;
+        for (int i = 0; i < start; i++) if (promptIds[i] == ctx) done++;
+        int tiles = done / Model.Config.NumImageToken, all = pixelValues.Shape[0];
+        if (tiles >= all) return Model.Prefill(ids, null, cache);
+        using var rest = Ops.Narrow(pixelValues, 0, tiles, all - tiles);
+        return Model.Prefill(ids, rest, cache);
     }
 
     /// <summary>

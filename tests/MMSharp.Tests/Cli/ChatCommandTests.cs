@@ -93,7 +93,7 @@ public class ChatCommandTests
         string size = System.Text.RegularExpressions.Regex.Escape((weightBytes / 1e6).ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
         Assert.Matches($@"^stats: loaded {System.Text.RegularExpressions.Regex.Escape(dir.Path)} in \d+\.\d\d s \({size} MB of weights, memory-mapped, \d+ threads\)$", lines[0]);
         // the prompt's token count is the dumped input_ids', the answer's the generated ids' (a decode rate once there are two)
-        Assert.Matches($@"^stats: prompt {prompt.Shape[0]} tokens in \d+\.\d\d s \(\d+\.\d tokens/s, vision encoder included\); " +
+        Assert.Matches($@"^stats: prompt {prompt.Shape[0]} tokens; {prompt.Shape[0]} prefilled in \d+\.\d\d s \(\d+\.\d tokens/s, vision encoder included\); " +
             $@"answer {ids.Length} tokens in \d+\.\d\d s{(ids.Length > 1 ? @", \d+\.\d tokens/s" : "")}$", lines[1]);
     }
 
@@ -147,5 +147,22 @@ public class ChatCommandTests
         Assert.Contains("unknown command /unknown", stderr);
         Assert.Contains("cleared", stderr);
         Assert.StartsWith("> ", stdout);
+    }
+
+    [Fact]
+    public void Chat_Interactive_FollowUpsKeepTheCache_AndAnswerAsWithNoPrefixCache()
+    {
+        using var dir = CliFixtures.ModelDir();
+        string input = string.Join("\n", "/image " + CliFixtures.Image("opt_64x48.jpg"), "What is it?", "And now?", "/reset", "Hello", "Again?", "/exit");
+        var (code, cachedOut, cachedErr) = CliFixtures.RunWithInput(input, "chat", "--model", dir.Path, "--max-new-tokens", "5", "--stats");
+        Assert.True(code == 0, cachedErr);
+        var (code2, fullOut, fullErr) = CliFixtures.RunWithInput(input, "chat", "--model", dir.Path, "--max-new-tokens", "5", "--stats", "--no-prefix-cache");
+        Assert.True(code2 == 0, fullErr);
+        Assert.Equal(fullOut, cachedOut);
+        // per answer: whether its prompt kept tokens from the previous turn (not after /reset)
+        bool[] Kept(string err) => err.Split('\n').Where(l => l.StartsWith("stats: prompt ", StringComparison.Ordinal))
+            .Select(l => l.Contains("kept from the previous turn", StringComparison.Ordinal)).ToArray();
+        Assert.Equal([false, true, false, true], Kept(cachedErr));
+        Assert.Equal([false, false, false, false], Kept(fullErr));
     }
 }

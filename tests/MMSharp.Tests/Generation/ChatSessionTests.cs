@@ -36,4 +36,68 @@ public class ChatSessionTests
         Assert.Empty(session.NumPatchesList);
         Assert.Null(session.PixelValues());
     }
+
+    /// <summary>Greedy picks that keep a copy of the first logits row of each answer.</summary>
+    sealed class RecordingChooser : ITokenChooser
+    {
+        public readonly List<float[]> FirstLogits = [];
+
+        public int Choose(ReadOnlySpan<float> logits, ReadOnlySpan<int> generated)
+        {
+            if (generated.Length == 0) FirstLogits.Add(logits.ToArray());
+            return GreedyChooser.Instance.Choose(logits, generated);
+        }
+    }
+
+    [Fact]
+    public void FollowUpTurns_ReuseTheConversationsCache_AndAnswerAsAFullRecompute()
+    {
+        using var dir = CliFixtures.ModelDir();
+        using var model = InternVLChatModel.FromPretrained(dir.Path);
+        var gen = new Generator(model, Qwen2Tokenizer.FromDirectory(dir.Path), ChatTemplate.InternVL2_5);
+        // tiles the vision encoder sees, per turn
+        int encoded = 0;
+        model.Tap = (name, t) => { if (name == "vision_features") encoded += t.Shape[0]; };
+        using var cached = new ChatSession(gen, maxTiles: 2);
+        using var recomputed = new ChatSession(gen, maxTiles: 2, reusePrefix: false);
+        var (cachedPicks, recomputedPicks) = (new RecordingChooser(), new RecordingChooser());
+        string[] questions = ["What is it?", "And?", "Compare.", "Once more, longer please."];
+        string[] images = ["opt_64x48.jpg", "", "opt_37x23.jpg", ""];
+        int previousPrompt = 0, tilesSoFar = 0;
+        for (int turn = 0; turn < questions.Length; turn++)
+        {
+            int newTiles = 0;
+            if (images[turn] != "")
+            {
+                cached.AddImage(CliFixtures.Image(images[turn]));
+                recomputed.AddImage(CliFixtures.Image(images[turn]));
+                newTiles = cached.NumPatchesList[^1];
+                tilesSoFar += newTiles;
+            }
+            encoded = 0;
+            var a = cached.Ask(questions[turn], 6, cachedPicks);
+            int encodedCached = encoded;
+            encoded = 0;
+            var b = recomputed.Ask(questions[turn], 6, recomputedPicks);
+            Assert.Equal(b.Tokens, a.Tokens);
+            Assert.Equal(b.Text, a.Text);
+            Assert.Equal(b.PromptTokens, a.PromptTokens);
+            Assert.Equal(0, b.ReusedPromptTokens);
+            Assert.Equal(tilesSoFar, encoded);                                  // the recompute encodes every image again
+            Assert.Equal(newTiles, encodedCached);                              // the cached session only the new one
+            if (turn == 0) Assert.Equal(0, a.ReusedPromptTokens);
+            else Assert.InRange(a.ReusedPromptTokens, previousPrompt, a.PromptTokens - 1);
+            previousPrompt = a.PromptTokens;
+            // the first answer token's logits: reused keys and values differ from a recompute by float rounding only
+            double num = 0, den = 0;
+            var (x, y) = (cachedPicks.FirstLogits[turn], recomputedPicks.FirstLogits[turn]);
+            for (int i = 0; i < x.Length; i++) { num += (x[i] - y[i]) * (double)(x[i] - y[i]); den += y[i] * (double)y[i]; }
+            Assert.True(Math.Sqrt(num / den) <= 1e-5, $"turn {turn}: rel err {Math.Sqrt(num / den):E2}");
+        }
+
+        // a new conversation reuses nothing
+        cached.Reset();
+        var fresh = cached.Ask("Hi.", 3);
+        Assert.Equal(0, fresh.ReusedPromptTokens);
+    }
 }

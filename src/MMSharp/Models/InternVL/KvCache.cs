@@ -91,6 +91,24 @@ public sealed class KvCache : IDisposable
         Length = length;
     }
 
+    /// <summary>Copies everything <paramref name="source"/> holds (same layers, heads and head size; this cache empty and
+    /// at least as long) and takes its length.</summary>
+    public void CopyPrefixFrom(KvCache source)
+    {
+        if (source.NumLayers != NumLayers || source.Batch != Batch || source.NumKeyValueHeads != NumKeyValueHeads || source.HeadDim != HeadDim)
+            throw new ArgumentException($"KvCache.CopyPrefixFrom: layouts differ ({source.NumLayers} layers, batch {source.Batch}, {source.NumKeyValueHeads}x{source.HeadDim} into {NumLayers}, {Batch}, {NumKeyValueHeads}x{HeadDim})");
+        if (Length != 0 || source.Length > MaxLength)
+            throw new InvalidOperationException($"KvCache.CopyPrefixFrom: {source.Length} tokens into a cache holding {Length} of at most {MaxLength}");
+        for (int l = 0; l < NumLayers; l++)
+            foreach (var (from, to) in new[] { (source._keys[l], _keys[l]), (source._values[l], _values[l]) })
+            {
+                using var src = Ops.Narrow(from, 2, 0, source.Length);
+                using var dst = Ops.Narrow(to, 2, 0, source.Length);
+                Ops.CopyInto(src, dst);
+            }
+        Length = source.Length;
+    }
+
     public void Dispose()
     {
         foreach (var t in _keys) t.Dispose();
