@@ -6,7 +6,8 @@ namespace MMSharp.Cli;
 
 /// <summary>
 /// <c>mmsharp infer --config FILE.json</c>: a chat driven by a MindSpeed-MM style inference json (schema in the README,
-/// "Inference json"). Every prompt is answered on its own (a fresh conversation) with the same media.
+/// "Inference json"). Every prompt is answered on its own (a fresh conversation) about the same media, which are read and
+/// encoded once.
 /// </summary>
 internal static class InferCommand
 {
@@ -70,16 +71,19 @@ internal static class InferCommand
         if (c.Stats) io.Err.WriteLine(StatsLine.Load(loaded));
         var chooser = SamplerChooser.For(c.Generation, loaded.Model.Config.Llm.VocabSize, c.Seed);
         string? dump = c.DumpTensors;
+        // one session for all prompts: the media are read once, and each prompt's new conversation reuses the cached
+        // start its prompt shares with the previous one (system message and images)
+        using var session = new ChatSession(loaded.Generator, c.MaxTiles);
+        if (c.InferDataType == "image") foreach (var f in c.FilePaths) session.AddImage(f);
+        else if (c.InferDataType == "video")
+        {
+            var frames = MediaLoader.LoadVideo(c.FilePaths[0], c.NumSegments, c.MaxTiles ?? 1, loaded.Model.Config.ImageSize);
+            using (frames.PixelValues) session.AddVideoFrames(frames.PixelValues, frames.NumPatches);
+            if (dump != null) TensorDump.WriteFrameIndices(dump, frames.FrameIndices);
+        }
         for (int i = 0; i < c.Prompts.Length; i++)
         {
-            using var session = new ChatSession(loaded.Generator, c.MaxTiles);
-            if (c.InferDataType == "image") foreach (var f in c.FilePaths) session.AddImage(f);
-            else if (c.InferDataType == "video")
-            {
-                var frames = MediaLoader.LoadVideo(c.FilePaths[0], c.NumSegments, c.MaxTiles ?? 1, loaded.Model.Config.ImageSize);
-                using (frames.PixelValues) session.AddVideoFrames(frames.PixelValues, frames.NumPatches);
-                if (dump != null) TensorDump.WriteFrameIndices(dump, frames.FrameIndices);
-            }
+            session.NewConversation();
             if (c.Prompts.Length > 1) io.Out.WriteLine($"[{i + 1}/{c.Prompts.Length}] {c.Prompts[i]}");
             string? d = dump;
             var result = session.Ask(c.Prompts[i], c.Generation.MaxNewTokens, chooser, piece => { io.Out.Write(piece); io.Out.Flush(); },

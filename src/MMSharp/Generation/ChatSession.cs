@@ -22,7 +22,7 @@ public sealed class ChatSession : IDisposable
     readonly List<int> _numPatches = [];
     readonly List<(string Question, string Answer)> _history = [];
     readonly PromptCache? _reuse;
-    int _pendingImages, _pendingFrames;
+    int _images, _frames, _pendingImages, _pendingFrames;
 
     public Generator Generator { get; }
 
@@ -52,6 +52,7 @@ public sealed class ChatSession : IDisposable
         var t = InternVLImagePreprocessor.LoadImage(path, Generator.Model.Config.ImageSize, MaxTiles);
         _tiles.Add(t);
         _numPatches.Add(t.Shape[0]);
+        _images++;
         _pendingImages++;
     }
 
@@ -60,6 +61,7 @@ public sealed class ChatSession : IDisposable
     {
         _tiles.Add(Ops.Contiguous(pixelValues));
         _numPatches.AddRange(numPatches);
+        _frames += numPatches.Count;
         _pendingFrames += numPatches.Count;
     }
 
@@ -71,7 +73,19 @@ public sealed class ChatSession : IDisposable
         _numPatches.Clear();
         _history.Clear();
         _reuse?.Clear();
-        _pendingImages = _pendingFrames = 0;
+        _images = _frames = _pendingImages = _pendingFrames = 0;
+    }
+
+    /// <summary>
+    /// Starts a new conversation about the images and frames already attached (infer's prompts, each answered on its
+    /// own): the history is forgotten and the next question gets every placeholder again, as a fresh session would give
+    /// it. The KV cache is kept, so the new prompt's common start (system message and images) is neither encoded nor
+    /// prefilled again.
+    /// </summary>
+    public void NewConversation()
+    {
+        _history.Clear();
+        (_pendingImages, _pendingFrames) = (_images, _frames);
     }
 
     /// <summary>The question as it is stored in the history (placeholders of newly attached images in front).</summary>

@@ -7,8 +7,10 @@ namespace MMSharp.Generation;
 /// keys and values it holds: the previous prompt and the answer tokens fed back while decoding. The next turn's prompt
 /// repeats all of that (history, then the new question), so <see cref="Generator.Generate"/> prefills only what follows
 /// the longest common prefix, and only the images whose <c>&lt;IMG_CONTEXT&gt;</c> tokens lie there go through the
-/// vision encoder. The official <c>model.chat()</c> recomputes the whole conversation every turn; the reused keys and
-/// values were computed by earlier prefills and decode steps, so they can differ from a recompute by float rounding.
+/// vision encoder. The official <c>model.chat()</c> recomputes the whole conversation every turn. Keys and values kept
+/// from an earlier prefill equal a recompute's (tests: a new conversation about the same images gets bit-identical
+/// logits); those of answer tokens come from decode steps, whose products sum in another order, so a follow-up can differ
+/// from a recompute by float rounding.
 /// </summary>
 /// <remarks>
 /// The prefix is matched on token ids only: images earlier in the conversation must stay as they were (a session only

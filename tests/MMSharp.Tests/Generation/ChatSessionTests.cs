@@ -100,4 +100,39 @@ public class ChatSessionTests
         var fresh = cached.Ask("Hi.", 3);
         Assert.Equal(0, fresh.ReusedPromptTokens);
     }
+
+    [Fact]
+    public void NewConversation_AsksAsAFreshSessionDoes_WithoutEncodingTheImagesAgain()
+    {
+        using var dir = CliFixtures.ModelDir();
+        using var model = InternVLChatModel.FromPretrained(dir.Path);
+        var gen = new Generator(model, Qwen2Tokenizer.FromDirectory(dir.Path), ChatTemplate.InternVL2_5);
+        int encoded = 0;
+        model.Tap = (name, t) => { if (name == "vision_features") encoded += t.Shape[0]; };
+        string[] images = [CliFixtures.Image("opt_64x48.jpg"), CliFixtures.Image("opt_37x23.jpg")];
+        using var shared = new ChatSession(gen, maxTiles: 2);
+        foreach (var f in images) shared.AddImage(f);
+        shared.Ask("Describe both.", 5);
+        int tiles = shared.NumPatchesList.Sum();
+        Assert.Equal(tiles, encoded);
+
+        var picks = new RecordingChooser();
+        shared.NewConversation();
+        Assert.Empty(shared.History);
+        string prepared = shared.PrepareQuestion("Which is larger?");
+        encoded = 0;
+        var second = shared.Ask("Which is larger?", 5, picks);
+        Assert.Equal(0, encoded);                                               // the images' tokens were all kept
+        Assert.InRange(second.ReusedPromptTokens, tiles * model.Config.NumImageToken, second.PromptTokens - 1);
+
+        using var fresh = new ChatSession(gen, maxTiles: 2, reusePrefix: false);
+        foreach (var f in images) fresh.AddImage(f);
+        Assert.Equal(fresh.PrepareQuestion("Which is larger?"), prepared);     // Image-1: <image>\nImage-2: <image>\n…
+        var freshPicks = new RecordingChooser();
+        var expected = fresh.Ask("Which is larger?", 5, freshPicks);
+        Assert.Equal(expected.Tokens, second.Tokens);
+        Assert.Equal(expected.PromptTokens, second.PromptTokens);
+        // the kept start was computed by the first prompt's prefill, as a fresh prefill computes it
+        Assert.Equal(freshPicks.FirstLogits[0], picks.FirstLogits[0]);
+    }
 }
