@@ -7,12 +7,33 @@ namespace MMSharp.Tests.Generation;
 
 public class ChatSessionTests
 {
+    /// <summary>The CLI fixture checkpoint loaded with a generator; counts the tiles its vision encoder encodes.</summary>
+    sealed class Loaded : IDisposable
+    {
+        readonly IO.TempDir _dir = CliFixtures.ModelDir();
+        public readonly InternVLChatModel Model;
+        public readonly Generator Gen;
+        public int Encoded;
+
+        public Loaded()
+        {
+            Model = InternVLChatModel.FromPretrained(_dir.Path);
+            Gen = new Generator(Model, Qwen2Tokenizer.FromDirectory(_dir.Path), ChatTemplate.InternVL2_5);
+            Model.Tap = (name, t) => { if (name == "vision_features") Encoded += t.Shape[0]; };
+        }
+
+        public void Dispose()
+        {
+            Model.Dispose();
+            _dir.Dispose();
+        }
+    }
+
     [Fact]
     public void SecondTurn_PromptIsChatWithHistory_AsTheOfficialCode()
     {
-        using var dir = CliFixtures.ModelDir();
-        using var model = InternVLChatModel.FromPretrained(dir.Path);
-        var gen = new Generator(model, Qwen2Tokenizer.FromDirectory(dir.Path), ChatTemplate.InternVL2_5);
+        using var m = new Loaded();
+        var (model, gen) = (m.Model, m.Gen);
         using var session = new ChatSession(gen, maxTiles: 2);
         session.AddImage(CliFixtures.Image("opt_64x48.jpg"));
         int tiles = session.NumPatchesList[0];
@@ -52,12 +73,8 @@ public class ChatSessionTests
     [Fact]
     public void FollowUpTurns_ReuseTheConversationsCache_AndAnswerAsAFullRecompute()
     {
-        using var dir = CliFixtures.ModelDir();
-        using var model = InternVLChatModel.FromPretrained(dir.Path);
-        var gen = new Generator(model, Qwen2Tokenizer.FromDirectory(dir.Path), ChatTemplate.InternVL2_5);
-        // tiles the vision encoder sees, per turn
-        int encoded = 0;
-        model.Tap = (name, t) => { if (name == "vision_features") encoded += t.Shape[0]; };
+        using var m = new Loaded();
+        var gen = m.Gen;
         using var cached = new ChatSession(gen, maxTiles: 2);
         using var recomputed = new ChatSession(gen, maxTiles: 2, reusePrefix: false);
         var (cachedPicks, recomputedPicks) = (new RecordingChooser(), new RecordingChooser());
@@ -74,16 +91,16 @@ public class ChatSessionTests
                 newTiles = cached.NumPatchesList[^1];
                 tilesSoFar += newTiles;
             }
-            encoded = 0;
+            m.Encoded = 0;
             var a = cached.Ask(questions[turn], 6, cachedPicks);
-            int encodedCached = encoded;
-            encoded = 0;
+            int encodedCached = m.Encoded;
+            m.Encoded = 0;
             var b = recomputed.Ask(questions[turn], 6, recomputedPicks);
             Assert.Equal(b.Tokens, a.Tokens);
             Assert.Equal(b.Text, a.Text);
             Assert.Equal(b.PromptTokens, a.PromptTokens);
             Assert.Equal(0, b.ReusedPromptTokens);
-            Assert.Equal(tilesSoFar, encoded);                                  // the recompute encodes every image again
+            Assert.Equal(tilesSoFar, m.Encoded);                                // the recompute encodes every image again
             Assert.Equal(newTiles, encodedCached);                              // the cached session only the new one
             if (turn == 0) Assert.Equal(0, a.ReusedPromptTokens);
             else Assert.InRange(a.ReusedPromptTokens, previousPrompt, a.PromptTokens - 1);
@@ -104,25 +121,22 @@ public class ChatSessionTests
     [Fact]
     public void NewConversation_AsksAsAFreshSessionDoes_WithoutEncodingTheImagesAgain()
     {
-        using var dir = CliFixtures.ModelDir();
-        using var model = InternVLChatModel.FromPretrained(dir.Path);
-        var gen = new Generator(model, Qwen2Tokenizer.FromDirectory(dir.Path), ChatTemplate.InternVL2_5);
-        int encoded = 0;
-        model.Tap = (name, t) => { if (name == "vision_features") encoded += t.Shape[0]; };
+        using var m = new Loaded();
+        var (model, gen) = (m.Model, m.Gen);
         string[] images = [CliFixtures.Image("opt_64x48.jpg"), CliFixtures.Image("opt_37x23.jpg")];
         using var shared = new ChatSession(gen, maxTiles: 2);
         foreach (var f in images) shared.AddImage(f);
         shared.Ask("Describe both.", 5);
         int tiles = shared.NumPatchesList.Sum();
-        Assert.Equal(tiles, encoded);
+        Assert.Equal(tiles, m.Encoded);
 
         var picks = new RecordingChooser();
         shared.NewConversation();
         Assert.Empty(shared.History);
         string prepared = shared.PrepareQuestion("Which is larger?");
-        encoded = 0;
+        m.Encoded = 0;
         var second = shared.Ask("Which is larger?", 5, picks);
-        Assert.Equal(0, encoded);                                               // the images' tokens were all kept
+        Assert.Equal(0, m.Encoded);                                             // the images' tokens were all kept
         Assert.InRange(second.ReusedPromptTokens, tiles * model.Config.NumImageToken, second.PromptTokens - 1);
 
         using var fresh = new ChatSession(gen, maxTiles: 2, reusePrefix: false);
