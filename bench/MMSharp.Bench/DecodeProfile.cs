@@ -125,26 +125,11 @@ static class DecodeProfile
     static unsafe double ReadGBs(int threads)
     {
         const long bytes = 1L << 30;
-        float* src = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+        byte* src = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
         try
         {
             new Span<byte>(src, (int)bytes).Fill(1);
-            Par.Threads = threads;
-            var times = new List<double>();
-            var sink = new float[1];
-            for (int rep = 0; rep < 5; rep++)
-            {
-                var sw = Stopwatch.StartNew();
-                nint s = (nint)src;
-                Par.ForChunks(bytes / 4, 1 << 18, (a, b) =>
-                {
-                    var acc = System.Runtime.Intrinsics.Vector512<float>.Zero;
-                    for (long i = a; i + 16 <= b; i += 16) acc += System.Runtime.Intrinsics.Vector512.Load((float*)s + i);
-                    if (System.Runtime.Intrinsics.Vector512.Sum(acc) == 12345f) sink[0] = 1; // keep the loop
-                });
-                times.Add(sw.Elapsed.TotalSeconds);
-            }
-            return bytes / BandwidthBench.Median(times.Skip(1).ToList()) / 1e9;
+            return BandwidthBench.ReadGBs(src, bytes, threads, reps: 5, skipFirst: true);
         }
         finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(src); }
     }

@@ -153,6 +153,7 @@ static unsafe class GenerateBench
         Qwen2TeamDecode.ProfilePhases = opts.Get("profile") == "1";
         // timed blocks of DecodeBlock steps, a copy-bandwidth sample before the first and after each
         var samples = new List<double> { BandwidthBench.CopyGBsQuick(threads) };
+        var readSamples = new List<double> { BandwidthBench.ReadGBsQuick(threads) };
         var blockTps = new List<double>();
         double decodeS = 0;
         for (int b = 0; b < blocks; b++)
@@ -163,6 +164,7 @@ static unsafe class GenerateBench
             decodeS += s;
             blockTps.Add(DecodeBlock / s);
             samples.Add(BandwidthBench.CopyGBsQuick(threads));
+            readSamples.Add(BandwidthBench.ReadGBsQuick(threads));
         }
         logits.Dispose();
         if (Qwen2TeamDecode.ProfilePhases)
@@ -170,7 +172,7 @@ static unsafe class GenerateBench
             Qwen2TeamDecode.ProfilePhases = false;
             Console.Error.WriteLine(DecodeAbBench.PhaseReport(config.Llm, decodeTokens));
         }
-        double sampledGBs = BandwidthBench.Median([.. samples]);
+        double sampledGBs = BandwidthBench.Median([.. samples]), readGBs = BandwidthBench.Median([.. readSamples]);
         var (followCachedS, followFullS) = FollowUp(model, ids, fed, pixels, cache);
 
         var llm = config.Llm;
@@ -186,6 +188,8 @@ static unsafe class GenerateBench
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  threads={threads} team={(Qwen2ForCausalLM.TeamDecode ? "on" : "off")} copy_gbs={sampledGBs:F1} (samples {string.Join("/", samples.Select(g => g.ToString("F0", CultureInfo.InvariantCulture)))}; 1 GiB before: {copyGBs:F1}; on 4 KiB pages: {copy4kGBs:F1}, bound {copy4kGBs * 1e9 / weightBytes:F2}) " +
             $"huge_pages_mb={hugeMb:F0} weights={weights}{(loadS > 0 ? $" (loaded in {loadS:F2} s)" : "")} weight_bytes_per_token={weightBytes / 1e6:F1}MB (kv read besides, not in the bound: {kvBytes / 1e6:F1}MB) block_tps={string.Join("/", blockTps.Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))} team_steps={Qwen2TeamDecode.StepsRun}"));
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  read_gbs={readGBs:F1} (a plain read of the same buffer, sampled beside each copy: {string.Join("/", readSamples.Select(g => g.ToString("F0", CultureInfo.InvariantCulture)))}) read_bound_tps={readGBs * 1e9 / weightBytes:F2} decode/read_bound={decodeTokens / decodeS / (readGBs * 1e9 / weightBytes):F2}"));
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  follow-up turn ({FollowUpTokens} new tokens after the {T}-token prompt and {fed.Count} answer tokens): from the kept KV cache {followCachedS * 1e3:F0} ms, recomputed with the image {followFullS * 1e3:F0} ms"));
     }
