@@ -86,69 +86,73 @@ internal static class EvalCommand
         int maxNew = p.GetValue(ChatCommand.MaxNewTokens);
         int padId = loaded.Tokenizer.PadTokenId ?? loaded.Tokenizer.TokenToId("<|endoftext|>") ?? 0;
         var progress = new ProgressBar(io.Err, records.Count, records.Count - todo.Count);
+        using var features = new FeatureCache(loaded.Model, FeatureCacheBytes);
         for (int start = 0; start < todo.Count; start += batchSize)
         {
             var batch = todo.Skip(start).Take(batchSize).ToList();
             var prompts = new List<IReadOnlyList<int>>();
-            var texts = new List<string>();
-            var tiles = new List<Tensor>();
-            try
+            var batchFeatures = new List<Tensor>();
+            foreach (var r in batch)
             {
-                foreach (var r in batch)
-                {
-                    var (question, pv, numPatches) = Prepare(r, maxTiles, p.GetValue(ChatCommand.NumSegments), cfg.ImageSize);
-                    if (pv != null) tiles.Add(pv);
-                    string text = InternVLPrompt.BuildChatQuery(gen.Template, question, numPatches, cfg.NumImageToken, null, cfg.SystemMessage);
-                    texts.Add(text);
-                    prompts.Add(gen.Tokenizer.Encode(text));
-                }
-                using var pixels = tiles.Count == 0 ? null : RoundToModel(tiles, cfg.TorchDType);
-                var answers = gen.GenerateBatch(prompts, pixels, maxNew, padId);
-                for (int i = 0; i < batch.Count; i++)
-                    results.Add(new JsonObject
-                    {
-                        ["id"] = batch[i].Id.DeepClone(),
-                        ["prompt"] = batch[i].Question,
-                        ["prediction"] = answers[i].Text,
-                        ["reference"] = batch[i].Reference,
-                    });
+                var (question, f) = Prepare(r, maxTiles, p.GetValue(ChatCommand.NumSegments), cfg.ImageSize, features);
+                if (f != null) batchFeatures.Add(f);
+                string text = InternVLPrompt.BuildChatQuery(gen.Template, question.Text, question.NumPatches, cfg.NumImageToken, null, cfg.SystemMessage);
+                prompts.Add(gen.Tokenizer.Encode(text));
             }
-            finally { foreach (var t in tiles) t.Dispose(); }
+            GenerationResult[] answers;
+            if (batchFeatures.Count <= 1) answers = gen.GenerateBatch(prompts, null, maxNew, padId, visionFeatures: batchFeatures.FirstOrDefault());
+            else
+                using (var all = Ops.Concat(batchFeatures.ToArray(), 0))
+                    answers = gen.GenerateBatch(prompts, null, maxNew, padId, visionFeatures: all);
+            features.Trim();                                                     // nothing of this batch is in use any more
+            for (int i = 0; i < batch.Count; i++)
+                results.Add(new JsonObject
+                {
+                    ["id"] = batch[i].Id.DeepClone(),
+                    ["prompt"] = batch[i].Question,
+                    ["prediction"] = answers[i].Text,
+                    ["reference"] = batch[i].Reference,
+                });
             WriteAtomically(outPath, results);
             progress.Advance(batch.Count);
         }
         progress.Finish();
         if (todo.Count > 0)
             io.Err.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"eval: answered {todo.Count} records in {ProgressBar.Clock(progress.Elapsed)} ({progress.Elapsed.TotalSeconds / todo.Count:F2} s each); results in {outPath}"));
+                $"eval: answered {todo.Count} records in {ProgressBar.Clock(progress.Elapsed)} ({progress.Elapsed.TotalSeconds / todo.Count:F2} s each); " +
+                $"vision: {features.TilesEncoded} tiles encoded, {features.TilesReused} reused; results in {outPath}"));
         return 0;
     }
 
-    /// <summary>The question with image placeholders (as batch_chat / the model card), its pixel values and tiles per image.</summary>
-    static (string Question, Tensor? PixelValues, int[] NumPatches) Prepare(EvalRecord r, int maxTiles, int numSegments, int imageSize)
+    /// <summary>Vision features kept for records about the same media (a 448-px tile of InternVL3-1B is 0.9 MB).</summary>
+    const long FeatureCacheBytes = 512L << 20;
+
+    /// <summary>The question with image placeholders (as batch_chat / the model card) and tiles per image, and the record's
+    /// vision features from <paramref name="cache"/> (decoded and encoded there the first time its media come up).</summary>
+    static ((string Text, int[] NumPatches) Question, Tensor? Features) Prepare(EvalRecord r, int maxTiles, int numSegments, int imageSize, FeatureCache cache)
     {
         string q = r.Question;
         if (r.Video != null)
         {
-            var frames = MediaLoader.LoadVideo(r.Video, numSegments, 1, imageSize);
-            if (!q.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal)) q = InternVLPrompt.VideoPrefix(frames.NumPatches.Length) + q;
-            return (q, frames.PixelValues, frames.NumPatches);
+            var (f, frames) = cache.Get($"video|{r.Video}|{numSegments}", () =>
+            {
+                var v = MediaLoader.LoadVideo(r.Video, numSegments, 1, imageSize);
+                return (v.PixelValues, v.NumPatches);
+            });
+            if (!q.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal)) q = InternVLPrompt.VideoPrefix(frames.Length) + q;
+            return ((q, frames), f);
         }
-        if (r.Images.Length == 0) return (q, null, []);
-        foreach (var f in r.Images) if (!File.Exists(f)) throw new CliException($"record {r.Key}: image '{f}' does not exist");
+        if (r.Images.Length == 0) return ((q, []), null);
+        foreach (var path in r.Images) if (!File.Exists(path)) throw new CliException($"record {r.Key}: image '{path}' does not exist");
         int perImage = r.Images.Length > 1 ? InternVLImagePreprocessor.MaxNumPerImage(maxTiles, r.Images.Length) : maxTiles;
-        var pv = InternVLImagePreprocessor.LoadImages(r.Images, out var numPatches, imageSize, perImage);
+        var (features, numPatches) = cache.Get($"images|{perImage}|{string.Join("|", r.Images.Select(Path.GetFullPath))}", () =>
+        {
+            var pv = InternVLImagePreprocessor.LoadImages(r.Images, out var n, imageSize, perImage);
+            return (pv, n);
+        });
         if (r.Images.Length > 1 && !q.Contains(InternVLPrompt.ImagePlaceholder, StringComparison.Ordinal))
             q = InternVLPrompt.MultiImagePrefix(r.Images.Length) + q;
-        return (q, pv, numPatches);
-    }
-
-    static Tensor RoundToModel(List<Tensor> tiles, DType dtype)
-    {
-        using var all = tiles.Count == 1 ? Ops.Contiguous(tiles[0]) : Ops.Concat(tiles.ToArray(), 0);
-        if (dtype is not (DType.BF16 or DType.F16)) return Ops.Clone(all);
-        using var low = Ops.To(all, dtype);
-        return Ops.To(low, DType.F32);
+        return ((q, numPatches), features);
     }
 
     static JsonArray ReadResults(string path)

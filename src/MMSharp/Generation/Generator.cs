@@ -107,11 +107,12 @@ public sealed unsafe class Generator
     /// <summary>
     /// <c>batch_chat()</c>: several prompts at once, left-padded to the longest with <paramref name="padId"/>.
     /// As HF generate does for left padding, attention_mask hides the pad keys and position_ids = cumsum(mask) − 1,
-    /// so each row computes what it would alone. <paramref name="pixelValues"/> holds all rows' tiles in row order.
+    /// so each row computes what it would alone. <paramref name="pixelValues"/> holds all rows' tiles in row order, or
+    /// <paramref name="visionFeatures"/> their features when the caller encoded them already.
     /// A finished row keeps decoding its stop id (ignored) until every row is done.
     /// </summary>
     public GenerationResult[] GenerateBatch(IReadOnlyList<IReadOnlyList<int>> prompts, Tensor? pixelValues,
-        int maxNewTokens, int padId, ITokenChooser? chooser = null)
+        int maxNewTokens, int padId, ITokenChooser? chooser = null, Tensor? visionFeatures = null)
     {
         chooser ??= GreedyChooser.Instance;
         int B = prompts.Count;
@@ -149,7 +150,7 @@ public sealed unsafe class Generator
         using (var idsT = Tensor.FromArray(ids, B, T))
         using (var posT = Tensor.FromArray(positions, B, T))
         using (var maskT = MaskTensor(mask, B, T))
-            logits = Model.Prefill(idsT, pixelValues, cache, attentionMask: maskT, positionIds: posT);
+            logits = Model.Prefill(idsT, pixelValues, cache, attentionMask: maskT, positionIds: posT, visionFeatures: visionFeatures);
         double prefill = sw.Elapsed.TotalSeconds;
         sw.Restart();
         using var stepIds = Tensor.Empty([B], DType.I64);

@@ -20,13 +20,20 @@ public class EvalInferCommandTests
 
     static string FirstAnswer(string stdout) => stdout.Trim();
 
+    /// <summary>A work directory holding a.jpg (64×48) and b.jpg (130×97).</summary>
+    static IO.TempDir TwoImages()
+    {
+        var work = new IO.TempDir();
+        File.Copy(CliFixtures.Image("opt_64x48.jpg"), work.File("a.jpg"));
+        File.Copy(CliFixtures.Image("opt_130x97.jpg"), work.File("b.jpg"));
+        return work;
+    }
+
     [Fact]
     public void Eval_WritesResults_AndSecondRunSkipsAnsweredIds()
     {
         using var dir = CliFixtures.ModelDir();
-        using var work = new IO.TempDir();
-        File.Copy(CliFixtures.Image("opt_64x48.jpg"), work.File("a.jpg"));
-        File.Copy(CliFixtures.Image("opt_130x97.jpg"), work.File("b.jpg"));
+        using var work = TwoImages();
         string data = work.File("test.jsonl");
         File.WriteAllLines(data, [
             Record(1, "a.jpg", "<image>\nWhat colour?", "red"),
@@ -39,7 +46,7 @@ public class EvalInferCommandTests
         Assert.Contains("3 to answer", err);
         Assert.Contains("3/3", err);
         Assert.Contains("ETA", err);                                          // after the first batch of two
-        Assert.Matches(@"eval: answered 3 records in \d+:\d\d \(\d+\.\d\d s each\); results in ", err);
+        Assert.Matches(@"eval: answered 3 records in \d+:\d\d \(\d+\.\d\d s each\); vision: \d+ tiles encoded, 0 reused; results in ", err);
         var results = JsonNode.Parse(File.ReadAllText(outPath))!.AsArray();
         Assert.Equal(["1", "\"two\"", "3"], results.Select(r => r!["id"]!.ToJsonString()));
         Assert.Equal("Say hi.", results[1]!["prompt"]!.GetValue<string>());
@@ -67,6 +74,36 @@ public class EvalInferCommandTests
         Assert.Contains("1 to answer", err);
         var again = JsonNode.Parse(File.ReadAllText(outPath))!.AsArray();
         Assert.Equal(["1", "3", "\"two\""], again.Select(r => r!["id"]!.ToJsonString()));
+    }
+
+    [Fact]
+    public void Eval_EncodesEachImageOnce_AndAnswersEveryRecordAsChatDoes()
+    {
+        using var dir = CliFixtures.ModelDir();
+        using var work = TwoImages();
+        (string Image, string Question)[] asked = [("a.jpg", "What colour?"), ("a.jpg", "How many?"), ("b.jpg", "Where?"), ("a.jpg", "Why?")];
+        string data = work.File("test.jsonl");
+        File.WriteAllLines(data, asked.Select((r, i) => Record(i, r.Image, r.Question, "-")));
+        string outPath = work.File("results.json");
+        var (code, _, err) = CliFixtures.Run("eval", "--model", dir.Path, "--data", data, "--out", outPath, "--max-new-tokens", "5", "--batch-size", "2");
+        Assert.True(code == 0, err);
+
+        int Tiles(string image)
+        {
+            using var model = MMSharp.Models.InternVL.InternVLChatModel.FromPretrained(dir.Path);
+            using var t = MMSharp.Vision.InternVLImagePreprocessor.LoadImage(work.File(image), model.Config.ImageSize, model.Config.MaxDynamicPatch);
+            return t.Shape[0];
+        }
+        int a = Tiles("a.jpg"), b = Tiles("b.jpg");
+        Assert.Contains($"vision: {a + b} tiles encoded, {2 * a} reused;", err);
+        // every prediction (features from the cache, several images in one batch) equals the single chat answer
+        var results = JsonNode.Parse(File.ReadAllText(outPath))!.AsArray();
+        for (int i = 0; i < asked.Length; i++)
+        {
+            var (c, chatOut, chatErr) = CliFixtures.Run("chat", "--model", dir.Path, "--image", work.File(asked[i].Image), "--prompt", asked[i].Question, "--max-new-tokens", "5");
+            Assert.True(c == 0, chatErr);
+            Assert.Equal(FirstAnswer(chatOut), results[i]!["prediction"]!.GetValue<string>());
+        }
     }
 
     [Fact]

@@ -346,15 +346,19 @@ public sealed class InternVLChatModel : Module
     /// Prefill: runs the prompt (with images) through the model, storing keys/values in <paramref name="cache"/>
     /// (which must be empty or hold the preceding tokens), and returns the logits of the last position [B, V].
     /// Runs without autograd. Left-padded batches pass <paramref name="attentionMask"/> (Bool [B, T], true = real token)
-    /// and <paramref name="positionIds"/> (I64 [B, T]); see <see cref="Qwen2Model.Forward"/>.
+    /// and <paramref name="positionIds"/> (I64 [B, T]); see <see cref="Qwen2Model.Forward"/>. Instead of pixel values a
+    /// caller may pass the images' <paramref name="visionFeatures"/> ([tiles, n, Hl], what <see cref="ExtractFeature"/>
+    /// returned for them) when it has encoded them already.
     /// </summary>
     public Tensor Prefill(Tensor inputIds, Tensor? pixelValues, KvCache cache, Tensor? imageFlags = null,
-        Tensor? attentionMask = null, Tensor? positionIds = null)
+        Tensor? attentionMask = null, Tensor? positionIds = null, Tensor? visionFeatures = null)
     {
+        if (pixelValues != null && visionFeatures != null)
+            throw new ArgumentException("InternVLChatModel.Prefill: pass pixel_values or vision features, not both");
         using var _ = GradMode.NoGrad();
         using var scope = TensorScope.Begin();
-        using var features = pixelValues != null ? ExtractFeature(pixelValues) : null;
-        using var embeds = EmbedInputs(inputIds, features, imageFlags);
+        using var extracted = pixelValues != null ? ExtractFeature(pixelValues) : null;
+        using var embeds = EmbedInputs(inputIds, extracted ?? visionFeatures, imageFlags);
         using var logits = LanguageModel.Forward(embeds, cache, lastOnly: true, _tap, attentionMask, positionIds); // [B, 1, V]
         return scope.Keep(Ops.Reshape(logits, logits.Shape[0], logits.Shape[2]));
     }
