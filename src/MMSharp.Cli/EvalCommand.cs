@@ -117,10 +117,9 @@ internal static class EvalCommand
             progress.Advance(batch.Count);
         }
         progress.Finish();
-        if (todo.Count > 0)
-            io.Err.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"eval: answered {todo.Count} records in {ProgressBar.Clock(progress.Elapsed)} ({progress.Elapsed.TotalSeconds / todo.Count:F2} s each); " +
-                $"vision: {features.TilesEncoded} tiles encoded, {features.TilesReused} reused; results in {outPath}"));
+        io.Err.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"eval: answered {todo.Count} records in {ProgressBar.Clock(progress.Elapsed)} ({progress.Elapsed.TotalSeconds / todo.Count:F2} s each); " +
+            $"vision: {features.TilesEncoded} tiles encoded, {features.TilesReused} reused; results in {outPath}"));
         return 0;
     }
 
@@ -134,7 +133,7 @@ internal static class EvalCommand
         string q = r.Question;
         if (r.Video != null)
         {
-            var (f, frames) = cache.Get($"video|{r.Video}|{numSegments}", () =>
+            var (f, frames) = cache.Get($"video|{numSegments}|{Path.GetFullPath(r.Video)}", () =>
             {
                 var v = MediaLoader.LoadVideo(r.Video, numSegments, 1, imageSize);
                 return (v.PixelValues, v.NumPatches);
