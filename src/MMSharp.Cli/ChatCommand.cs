@@ -61,7 +61,7 @@ internal static class ChatCommand
         string? prompt = p.GetValue(Prompt);
         if (prompt != null)
         {
-            Answer(session, prompt, decoding, chooser, io, dump, stats);
+            Answer(session, prompt, decoding.MaxNewTokens, chooser, io, dump, stats);
             return 0;
         }
         io.Err.WriteLine("Interactive chat: type a question; /image PATH attaches an image, /reset starts over, /exit quits.");
@@ -83,15 +83,17 @@ internal static class ChatCommand
                 continue;
             }
             if (line.StartsWith('/')) { io.Err.WriteLine($"unknown command {line.Split(' ')[0]} (known: /image PATH, /reset, /exit)"); continue; }
-            try { Answer(session, line, decoding, chooser, io, dump, stats); }
+            try { Answer(session, line, decoding.MaxNewTokens, chooser, io, dump, stats); }
             catch (ContextLengthException e) { io.Err.WriteLine("error: " + e.Message); }
             dump = null;   // only the first forward is dumped
         }
     }
 
-    static void Answer(ChatSession session, string question, Decoding decoding, ITokenChooser chooser, CliConsole io, string? dump, bool stats)
+    /// <summary>One answer streamed to stdout (chat and infer): the first forward's tensors into <paramref name="dump"/> when
+    /// given, the timings on stderr with <paramref name="stats"/>.</summary>
+    internal static void Answer(ChatSession session, string question, int maxNewTokens, ITokenChooser chooser, CliConsole io, string? dump, bool stats)
     {
-        var result = session.Ask(question, decoding.MaxNewTokens, chooser, piece => { io.Out.Write(piece); io.Out.Flush(); },
+        var result = session.Ask(question, maxNewTokens, chooser, piece => { io.Out.Write(piece); io.Out.Flush(); },
             dump == null ? null : (ids, pv) => TensorDump.WritePrompt(dump, session.Generator.Model, ids, pv));
         io.Out.WriteLine();
         io.Out.Flush();

@@ -40,7 +40,7 @@ internal sealed class FeatureCache(InternVLChatModel model, long capacityBytes) 
         Tensor features;
         using (pixels)
         using (GradMode.NoGrad())
-        using (var rounded = RoundToModel(pixels, model.Config.TorchDType))
+        using (var rounded = model.RoundPixels(pixels))
         using (var scope = TensorScope.Begin())
             features = scope.Keep(model.ExtractFeature(rounded));
         var entry = new Entry(key, features, numPatches);
@@ -61,13 +61,6 @@ internal sealed class FeatureCache(InternVLChatModel model, long capacityBytes) 
             _bytes -= last.Features.NumEl * last.Features.DType.SizeOf();
             last.Features.Dispose();
         }
-    }
-
-    static Tensor RoundToModel(Tensor pixels, DType dtype)
-    {
-        if (dtype is not (DType.BF16 or DType.F16)) return Ops.Clone(pixels);
-        using var low = Ops.To(pixels, dtype);
-        return Ops.To(low, DType.F32);
     }
 
     public void Dispose()

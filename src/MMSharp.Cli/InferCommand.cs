@@ -85,15 +85,9 @@ internal static class InferCommand
         {
             session.NewConversation();
             if (c.Prompts.Length > 1) io.Out.WriteLine($"[{i + 1}/{c.Prompts.Length}] {c.Prompts[i]}");
-            string? d = dump;
-            var result = session.Ask(c.Prompts[i], c.Generation.MaxNewTokens, chooser, piece => { io.Out.Write(piece); io.Out.Flush(); },
-                d == null ? null : (ids, pv) => TensorDump.WritePrompt(d, loaded.Model, ids, pv));
-            io.Out.WriteLine();
-            if (d != null) TensorDump.WriteGenerated(d, result.Tokens);
-            if (c.Stats) io.Err.WriteLine(StatsLine.Answer(result));
-            dump = null;
+            ChatCommand.Answer(session, c.Prompts[i], c.Generation.MaxNewTokens, chooser, io, dump, c.Stats);
+            dump = null;                                                         // only the first forward is dumped
         }
-        io.Out.Flush();
         return 0;
     }
 

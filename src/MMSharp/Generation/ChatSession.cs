@@ -18,7 +18,7 @@ namespace MMSharp.Generation;
 /// </remarks>
 public sealed class ChatSession : IDisposable
 {
-    readonly List<Tensor> _tiles = [];           // one [tiles, 3, S, S] block per image / frame
+    readonly List<Tensor> _tiles = [];           // one [tiles, 3, S, S] block per image / frame, rounded to the model's dtype
     readonly List<int> _numPatches = [];
     readonly List<(string Question, string Answer)> _history = [];
     readonly PromptCache? _reuse;
@@ -35,8 +35,11 @@ public sealed class ChatSession : IDisposable
     public IReadOnlyList<(string Question, string Answer)> History => _history;
     public IReadOnlyList<int> NumPatchesList => _numPatches;
 
-    /// <param name="reusePrefix">Keep the KV cache between turns (false: recompute the whole conversation every turn, as
-    /// the official code does; answers then match it without the float rounding of reused keys and values).</param>
+    /// <summary>A conversation with <paramref name="generator"/>'s model; <paramref name="maxTiles"/> (default: the config's
+    /// max_dynamic_patch) caps the tiles per image, <paramref name="systemMessage"/> (default: the config's, else the
+    /// template's) opens the prompt. <paramref name="reusePrefix"/> keeps the KV cache between turns (false: recompute the
+    /// whole conversation every turn, as the official code does; answers then match it without the float rounding of
+    /// reused keys and values).</summary>
     public ChatSession(Generator generator, int? maxTiles = null, string? systemMessage = null, bool reusePrefix = true)
     {
         Generator = generator;
@@ -49,8 +52,8 @@ public sealed class ChatSession : IDisposable
     /// <summary>Attaches an image (decoded and tiled now; a corrupt file throws <see cref="ImageDecodeException"/>).</summary>
     public void AddImage(string path)
     {
-        var t = InternVLImagePreprocessor.LoadImage(path, Generator.Model.Config.ImageSize, MaxTiles);
-        _tiles.Add(t);
+        using var t = InternVLImagePreprocessor.LoadImage(path, Generator.Model.Config.ImageSize, MaxTiles);
+        _tiles.Add(Generator.Model.RoundPixels(t));
         _numPatches.Add(t.Shape[0]);
         _images++;
         _pendingImages++;
@@ -59,7 +62,7 @@ public sealed class ChatSession : IDisposable
     /// <summary>Attaches video frames: <paramref name="pixelValues"/> [Σ tiles, 3, S, S] with <paramref name="numPatches"/> tiles per frame.</summary>
     public void AddVideoFrames(Tensor pixelValues, IReadOnlyList<int> numPatches)
     {
-        _tiles.Add(Ops.Contiguous(pixelValues));
+        _tiles.Add(Generator.Model.RoundPixels(pixelValues));
         _numPatches.AddRange(numPatches);
         _frames += numPatches.Count;
         _pendingFrames += numPatches.Count;
@@ -111,17 +114,8 @@ public sealed class ChatSession : IDisposable
 
     /// <summary>All attached tiles [Σ tiles, 3, S, S] in prompt order, rounded to the model's dtype as the model
     /// card's <c>.to(torch.bfloat16)</c> does (F32 values); null without images. Caller disposes.</summary>
-    public Tensor? PixelValues()
-    {
-        if (_tiles.Count == 0) return null;
-        using var all = _tiles.Count == 1 ? Ops.Contiguous(_tiles[0]) : Ops.Concat(_tiles.ToArray(), 0);
-        if (Generator.Model.Config.TorchDType is DType.BF16 or DType.F16)
-        {
-            using var low = Ops.To(all, Generator.Model.Config.TorchDType);
-            return Ops.To(low, DType.F32);
-        }
-        return Ops.Clone(all);
-    }
+    public Tensor? PixelValues() =>
+        _tiles.Count == 0 ? null : _tiles.Count == 1 ? Ops.Contiguous(_tiles[0]) : Ops.Concat(_tiles.ToArray(), 0);
 
     /// <summary>
     /// Answers <paramref name="question"/>: builds the prompt, tokenizes it, calls <paramref name="beforeGenerate"/>

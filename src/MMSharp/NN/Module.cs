@@ -207,7 +207,7 @@ public abstract class Module : IDisposable
         return d;
     }
 
-    /// <summary>Loads tensors given by name (the caller keeps ownership of them). See <see cref="LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string})"/>.</summary>
+    /// <summary>Loads tensors given by name (the caller keeps ownership of them). See <see cref="LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string}, WeightArena)"/>.</summary>
     public LoadReport LoadStateDict(IReadOnlyDictionary<string, Tensor> state, bool strict = true,
         DTypePolicy dtypes = DTypePolicy.KeepStored, string prefix = "") =>
         StateDictLoader.Load(this, new DictionarySource(state), strict, dtypes, prefix);

@@ -5,7 +5,7 @@ using MMSharp.Engine.IO;
 
 namespace MMSharp.NN;
 
-/// <summary>How <see cref="Module.LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string})"/> treats stored dtypes.</summary>
+/// <summary>How <see cref="Module.LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string}, WeightArena)"/> treats stored dtypes.</summary>
 public enum DTypePolicy
 {
     /// <summary>

@@ -86,7 +86,7 @@ public sealed class InternVLChatModel : Module
         set { _tap = value; VisionModel.Tap = value; }
     }
 
-    /// <summary>A model with declared parameters only (no memory) in <paramref name="dtype"/>; load with <see cref="Module.LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string})"/>.</summary>
+    /// <summary>A model with declared parameters only (no memory) in <paramref name="dtype"/>; load with <see cref="Module.LoadStateDict(ICheckpointReader, bool, DTypePolicy, string, Func{string, string}, WeightArena)"/>.</summary>
     public InternVLChatModel(InternVLChatConfig config, DType? dtype = null, bool tieLmHead = false)
     {
         Config = config;
@@ -98,6 +98,15 @@ public sealed class InternVLChatModel : Module
     }
 
     // ---------------------------------------------------------------- vision
+
+    /// <summary>A copy of pixel values rounded to the checkpoint's dtype (bf16/f16), as the model card's
+    /// <c>.to(torch.bfloat16)</c> feeds them, in F32; an F32 checkpoint gets them unchanged.</summary>
+    public Tensor RoundPixels(Tensor pixelValues)
+    {
+        if (Config.TorchDType is not (DType.BF16 or DType.F16)) return Ops.Clone(pixelValues);
+        using var low = Ops.To(pixelValues, Config.TorchDType);
+        return Ops.To(low, DType.F32);
+    }
 
     /// <summary>
     /// extract_feature: pixel_values [N, 3, S, S] -> vision tokens [N, num_image_token, Hl] (F32).
